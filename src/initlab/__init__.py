@@ -1,0 +1,24 @@
+"""initlab: study neural-network weight initialization.
+
+Public entry points are imported lazily so that ``import initlab`` stays cheap
+(no Lightning / Hydra import) for users of the initializer library alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["initialize", "probe", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "initialize":
+        from initlab.initializers import initialize
+
+        return initialize
+    if name == "probe":
+        from initlab.diagnostics import probe
+
+        return probe
+    raise AttributeError(f"module 'initlab' has no attribute {name!r}")
