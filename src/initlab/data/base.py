@@ -17,7 +17,8 @@ def split_indices(n: int, val_frac: float, test_frac: float, seed: int) -> tuple
         if not 0 <= frac < 1:
             raise ValueError(f"dataset.{key}={frac} must be in [0, 1)")
     if val_frac + test_frac >= 1:
-        raise ValueError(f"dataset.val_frac + dataset.test_frac = {val_frac + test_frac} must be < 1")
+        total = val_frac + test_frac
+        raise ValueError(f"dataset.val_frac + dataset.test_frac = {total} must be < 1")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val, n_test = int(round(n * val_frac)), int(round(n * test_frac))
     return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]

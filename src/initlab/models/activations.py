@@ -42,7 +42,8 @@ def make_activation(name: str, **params: float) -> nn.Module:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(
-            f"activation {name!r} takes no parameter(s) {unknown}; allowed: {list(allowed) or 'none'}"
+            f"activation {name!r} takes no parameter(s) {unknown}; "
+            f"allowed: {list(allowed) or 'none'}"
         )
     return ACTIVATIONS[name](**params)
 

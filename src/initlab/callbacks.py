@@ -1,0 +1,127 @@
+"""Lightning callbacks the pipeline always uses: divergence stop and epoch history."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class Diverged(RuntimeError):
+    """Raised to stop a run at once when the training loss is NaN or infinite."""
+
+    def __init__(self, step: int, epoch: int, value: float) -> None:
+        super().__init__(f"training loss became {value} at step {step} (epoch {epoch})")
+        self.step, self.epoch, self.value = step, epoch, value
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops training on the first non-finite training loss (or one above ``max_loss``)."""
+
+    def __init__(self, max_loss: float | None = None) -> None:
+        self.max_loss = max_loss
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        value = float(loss.detach())
+        if not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss):
+            raise Diverged(trainer.global_step, trainer.current_epoch, value)
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().cpu().item()
+    return None if value is None else float(value)
+
+
+class HistoryRecorder(pl.Callback):
+    """Collects one row per finished epoch from ``trainer.callback_metrics``.
+
+    Lightning publishes the epoch-level train metrics after ``on_train_epoch_end``,
+    so epoch ``e`` is read at the start of epoch ``e + 1`` and at the end of fit.
+    """
+
+    KEYS = {
+        "train_loss": "train/loss_epoch",
+        "train_acc": "train/acc",
+        "val_loss": "val/loss",
+        "val_acc": "val/acc",
+    }
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self._t0 = time.perf_counter()
+        self._pending: int | None = None
+
+    def _flush(self, trainer: pl.Trainer) -> None:
+        if self._pending is None:
+            return
+        metrics = trainer.callback_metrics
+        row: dict[str, Any] = {"epoch": self._pending + 1, "step": trainer.global_step}
+        for col, key in self.KEYS.items():
+            if key in metrics:
+                row[col] = _scalar(metrics[key])
+        opt = trainer.optimizers[0] if trainer.optimizers else None
+        if opt is not None:
+            row["lr"] = opt.param_groups[0]["lr"]
+        row["time_s"] = round(time.perf_counter() - self._t0, 4)
+        self.rows.append(row)
+        self._pending = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._pending = trainer.current_epoch
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+
+class InitProbe(pl.Callback):
+    """Probes the initialized network (after the module's ``setup`` applied the init,
+    before the first step) and logs the per-layer table at step 0.
+
+    Skipped on a resumed run: the weights it would see are no longer the init.
+    """
+
+    def __init__(self, batch_size: int = 256, jacobian: bool = False) -> None:
+        self.batch_size = batch_size
+        self.jacobian = jacobian
+        self.records: list[dict[str, Any]] = []
+        self.summary: dict[str, Any] = {}
+        self.frame: Any = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > 0 or trainer.ckpt_path:
+            return
+        from initlab.diagnostics import probe, summarize_probe
+
+        x, y = trainer.datamodule.sample_batch(self.batch_size)
+        x, y = x.to(pl_module.device), y.to(pl_module.device)
+        df = probe(pl_module.model, x, y, jacobian=self.jacobian)
+        self.frame = df
+        self.records = df.to_dict("records")
+        self.summary = dict(summarize_probe(df))
+        self.summary.update(df.attrs.get("jacobian", {}))
+        if trainer.logger is not None and trainer.is_global_zero:
+            metrics = {}
+            for row in self.records:
+                for col in ("act_std", "grad_std", "dead_frac", "saturated_frac"):
+                    value = row.get(col)
+                    if value is not None and math.isfinite(float(value)):
+                        metrics[f"init/{col}/{row['index']:02d}_{row['layer']}"] = float(value)
+            trainer.logger.log_metrics(metrics, step=0)

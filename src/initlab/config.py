@@ -1,0 +1,90 @@
+"""Config helpers: flattening, run names and validation before training."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+# Keys a study varies; they lead every run name and results row.
+AXES = ("dataset", "model", "init", "activation", "optimizer", "seed")
+_TRAINER_EXTRA_KEYS = ("checkpoint",)
+
+
+# Bookkeeping keys that say where output goes, not what was trained.
+NOT_STUDY_KEYS = ("logger.", "paths.", "run_name", "hydra.")
+
+
+def study_config(cfg: DictConfig) -> dict[str, Any]:
+    """The flat config of what was trained (output locations left out)."""
+    return {k: v for k, v in flatten(cfg).items() if not k.startswith(NOT_STUDY_KEYS)}
+
+
+def flatten(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model.depth": 3, ...}`` for every leaf, skipping ``_target_``-like keys."""
+    container = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
+    out: dict[str, Any] = {}
+    for key, value in container.items():
+        if str(key).startswith("_"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple, ListConfig)):
+            out[name] = ",".join(str(v) for v in value)
+        else:
+            out[name] = value
+    return out
+
+
+def slug(text: str) -> str:
+    """A folder-safe version of an override string (keeps ``=`` and ``,``)."""
+    return re.sub(r"[^A-Za-z0-9=,._+-]+", "_", text)[:120] or "default"
+
+
+def run_name(choices: dict[str, str], seed: int, overrides: list[str] | None = None) -> str:
+    """``init=he,activation=relu,seed=0`` plus any other override of the job."""
+    parts = [f"init={choices.get('init')}", f"activation={choices.get('activation')}"]
+    shown = {"init", "activation", "seed"}
+    for ov in overrides or []:
+        key = ov.split("=", 1)[0].lstrip("+~")
+        if key in shown or key.startswith(NOT_STUDY_KEYS) or key.startswith("dataset.data_dir"):
+            continue
+        parts.append(ov)
+    parts.append(f"seed={seed}")
+    return slug(",".join(parts))
+
+
+def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Arguments for ``pl.Trainer`` from the trainer group (initlab's own keys removed)."""
+    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
+    for key in _TRAINER_EXTRA_KEYS:
+        kwargs.pop(key, None)
+    return kwargs
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ValueError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that would otherwise surface only mid-training; objects validate the rest
+    (models their sizes, initializers their parameters) when they are built."""
+    t = cfg.trainer
+    epochs = t.get("max_epochs")
+    _check(epochs is None or (isinstance(epochs, int) and epochs > 0), "trainer.max_epochs",
+           epochs, "a positive integer")
+    steps = t.get("max_steps", -1)
+    _check(steps is None or steps == -1 or steps > 0, "trainer.max_steps", steps,
+           "-1 (no limit) or a positive integer")
+    lr = cfg.optimizer.get("lr")
+    _check(lr is None or (isinstance(lr, (int, float)) and lr > 0), "optimizer.lr", lr,
+           "a number > 0")
+    wd = cfg.optimizer.get("weight_decay", 0.0)
+    _check(wd is None or wd >= 0, "optimizer.weight_decay", wd, "a number >= 0")
+    _check(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
+    target = cfg.get("target_metric")
+    _check(target is None or isinstance(target, (int, float)), "target_metric", target,
+           "a number (val accuracy to reach) or null")

@@ -1,0 +1,207 @@
+"""One training run: build everything from the config, train, write the run folder.
+
+``run`` never raises for a failing or diverging job: it records the outcome in
+``summary.json`` and returns it, so a sweep goes on with its next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from initlab.config import AXES, run_name, study_config, trainer_kwargs, validate
+from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+
+def quiet_libraries() -> None:
+    """Drop Lightning's start-up chatter (accelerator lines, tips) and known
+    third-party deprecation noise; warnings about the run itself still show."""
+    import warnings
+
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                 "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+STATUSES = ("completed", "diverged", "failed")
+
+
+def _root_error(exc: BaseException) -> BaseException:
+    """Hydra wraps errors raised by ``_target_`` constructors; report the real one."""
+    while exc.__cause__ is not None and type(exc).__name__ == "InstantiationException":
+        exc = exc.__cause__
+    return exc
+
+
+def _choices(cfg: DictConfig, choices: dict[str, str] | None) -> dict[str, str]:
+    found = dict(choices or {})
+    found.setdefault("init", str(cfg.init.get("scheme", "?")))
+    found.setdefault("activation", str(cfg.activation.get("name", "?")))
+    for group in ("dataset", "model", "optimizer"):
+        target = str(cfg[group].get("_target_", "?"))
+        found.setdefault(group, target.rsplit(".", 1)[-1].lower())
+    return {k: str(v) for k, v in found.items() if v is not None and not k.startswith("hydra")}
+
+
+def _metrics(history: list[dict[str, Any]], target: float | None, task: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"epochs_run": len(history)}
+    if not history:
+        return out
+    last = history[-1]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        if key in last:
+            out[f"final_{key}"] = last[key]
+    vals = [(r["val_acc"], r["epoch"]) for r in history if r.get("val_acc") is not None]
+    if vals:
+        out["best_val_acc"], out["best_epoch"] = max(vals)
+    losses = [r["val_loss"] for r in history if r.get("val_loss") is not None]
+    if losses:
+        out["best_val_loss"] = min(losses)
+    train_losses = [r["train_loss"] for r in history if r.get("train_loss") is not None]
+    if train_losses:
+        out["best_train_loss"] = min(train_losses)
+    if target is not None:
+        if task == "classification":
+            hit = [r["epoch"] for r in history if (r.get("val_acc") or 0.0) >= target]
+        else:
+            hit = [r["epoch"] for r in history if r.get("val_loss") is not None
+                   and r["val_loss"] <= target]
+        out["epochs_to_target"] = hit[0] if hit else None
+    return out
+
+
+def run(
+    cfg: DictConfig,
+    output_dir: str | Path,
+    choices: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
+    progress_bar: bool = True,
+) -> dict[str, Any]:
+    """Train one configuration; write ``summary.json`` and ``history.csv`` in ``output_dir``."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from initlab.callbacks import Diverged, DivergenceGuard, HistoryRecorder, InitProbe
+    from initlab.models.activations import activation_factory
+    from initlab.module import InitStudyModule
+
+    quiet_libraries()
+    t0 = time.perf_counter()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    choices = _choices(cfg, choices)
+    name = cfg.get("run_name") or run_name(choices, cfg.seed, overrides)
+    summary: dict[str, Any] = {
+        "status": "running",
+        "run_name": name,
+        **{axis: choices.get(axis) for axis in AXES if axis != "seed"},
+        "seed": cfg.seed,
+        "overrides": list(overrides or []),
+        "config": study_config(cfg),
+    }
+    history = HistoryRecorder()
+    probe_cb: InitProbe | None = None
+    logger = None
+    task = "classification"
+    try:
+        validate(cfg)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        dm = instantiate(cfg.dataset, seed=cfg.seed)
+        if hasattr(dm, "check_available"):
+            dm.check_available()
+        dm.prepare()
+        task = dm.task
+        act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
+        make_act = activation_factory(**act_cfg)
+        model = instantiate(
+            cfg.model, input_shape=tuple(dm.input_shape), num_outputs=dm.num_outputs,
+            activation=make_act,
+        )
+        module = InitStudyModule(
+            model,
+            initializer=instantiate(cfg.init),
+            optimizer=instantiate(cfg.optimizer),
+            task=dm.task,
+            num_outputs=dm.num_outputs,
+            activation=make_act(),
+            seed=cfg.seed,
+        )
+        summary["task"] = dm.task
+        summary["data"] = dm.describe()
+        summary["n_params"] = sum(p.numel() for p in model.parameters())
+
+        callbacks: list[pl.Callback] = [DivergenceGuard(), history]
+        diag = cfg.get("diagnostics") or {}
+        if diag.get("probe", False):
+            probe_cb = InitProbe(diag.get("probe_batch_size", 256), diag.get("jacobian", False))
+            callbacks.append(probe_cb)
+        if diag.get("callback"):
+            callbacks.append(instantiate(diag.callback))
+        if cfg.get("logger") and cfg.logger.get("_target_"):
+            logger = instantiate(cfg.logger, save_dir=str(out), version=name)
+        trainer = pl.Trainer(
+            **trainer_kwargs(cfg.trainer),
+            logger=logger if logger is not None else False,
+            callbacks=callbacks,
+            default_root_dir=str(out),
+            enable_checkpointing=False,
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        t_fit = time.perf_counter()
+        trainer.fit(module, datamodule=dm)
+        summary["fit_time_s"] = time.perf_counter() - t_fit
+        summary["steps"] = trainer.global_step
+        if summary["steps"]:
+            summary["ms_per_step"] = 1000 * summary["fit_time_s"] / summary["steps"]
+        test = trainer.test(module, datamodule=dm, verbose=False)
+        if test:
+            summary.update({k.replace("/", "_"): float(v) for k, v in test[0].items()})
+        summary["status"] = "completed"
+    except Diverged as exc:
+        summary.update(status="diverged", diverged_step=exc.step, diverged_epoch=exc.epoch,
+                       error=str(exc))
+        log.warning("run %s diverged: %s", name, exc)
+    except Exception as exc:  # noqa: BLE001 - a failing job is recorded, never fatal
+        root = _root_error(exc)
+        summary.update(status="failed", error_type=type(root).__name__, error=str(root),
+                       traceback="".join(traceback.format_exception(exc)))
+        log.error("run %s failed: %s: %s", name, type(root).__name__, root)
+    summary.update(_metrics(history.rows, cfg.get("target_metric"), task))
+    summary["history"] = HISTORY_FILE
+    if probe_cb is not None and probe_cb.records:
+        summary["init_diagnostics"] = probe_cb.records
+        summary.update(probe_cb.summary)
+    summary["wall_time_s"] = time.perf_counter() - t0
+    write_csv(out / HISTORY_FILE, history.rows)
+    write_json(out / SUMMARY_FILE, summary)
+    if logger is not None:
+        _log_hparams(logger, summary)
+    return summary
+
+
+HPARAM_METRICS = ("final_val_acc", "best_val_acc", "final_train_loss", "final_val_loss",
+                  "test_acc", "best_val_loss", "epochs_to_target")
+
+
+def _log_hparams(logger: Any, summary: dict[str, Any]) -> None:
+    """Fill TensorBoard's HParams tab with the run's axes and final metrics."""
+    params = {k: v for k, v in summary["config"].items() if isinstance(v, (int, float, str, bool))}
+    params.update({axis: summary.get(axis) for axis in AXES})
+    params["status"] = summary["status"]
+    metrics = {f"hparams/{k}": float(summary[k]) for k in HPARAM_METRICS
+               if isinstance(summary.get(k), (int, float))}
+    try:
+        logger.log_hyperparams(params, metrics=metrics)
+        logger.finalize(summary["status"] if summary["status"] != "completed" else "success")
+    except Exception as exc:  # noqa: BLE001 - logging must not change the run's outcome
+        log.warning("could not write hparams to the logger: %s", exc)

@@ -1,0 +1,1 @@
+"""Run summaries, sweep aggregation, plots and the report."""

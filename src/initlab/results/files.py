@@ -1,0 +1,62 @@
+"""Atomic writes of run outputs (temp file in the same folder + ``os.replace``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SUMMARY_FILE = "summary.json"
+HISTORY_FILE = "history.csv"
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` so readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return _jsonable(value.item())
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    return atomic_write_text(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: str | Path, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    return atomic_write_text(path, frame.to_csv(index=False))
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """Load a run's summary.json (raises on missing or truncated files)."""
+    with open(Path(run_dir) / SUMMARY_FILE, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,37 @@
+"""initlab entry point: ``python train.py [-m] key=value ...`` (see ``--help``)."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from initlab.pipeline import run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> dict:
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    summary = run(
+        cfg,
+        output_dir=hc.runtime.output_dir,
+        choices=dict(hc.runtime.choices),
+        overrides=list(hc.overrides.task),
+        progress_bar=not multirun,
+    )
+    if not multirun:
+        print(f"run {summary['status']}: {summary['run_name']}")
+        print(f"  run folder: {hc.runtime.output_dir} (summary.json, history.csv)")
+        print("  browse:     tensorboard --logdir outputs/")
+        if summary["status"] == "failed":
+            print(f"  error: {summary.get('error_type')}: {summary.get('error')}", file=sys.stderr)
+            sys.exit(1)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
