@@ -10,12 +10,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from initlab.pipeline import run
+from initlab.resume import finished_summary
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    done = finished_summary(cfg, hc.runtime.output_dir)
+    if done is not None:  # re-running a sweep command on its folder: keep finished jobs
+        done["skipped"] = True
+        return done
     summary = run(
         cfg,
         output_dir=hc.runtime.output_dir,
@@ -25,8 +30,8 @@ def main(cfg: DictConfig) -> dict:
     )
     if not multirun:
         print(f"run {summary['status']}: {summary['run_name']}")
-        print(f"  run folder: {hc.runtime.output_dir} (summary.json, history.csv)")
-        print("  browse:     tensorboard --logdir outputs/")
+        print(f"  run folder: {hc.runtime.output_dir} (summary.json, history.csv, tb/)")
+        print(f"  browse:     tensorboard --logdir {cfg.paths.output_root}")
         if summary["status"] == "failed":
             print(f"  error: {summary.get('error_type')}: {summary.get('error')}", file=sys.stderr)
             sys.exit(1)

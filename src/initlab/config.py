@@ -17,13 +17,24 @@ NOT_STUDY_KEYS = ("logger.", "paths.", "run_name", "hydra.")
 
 
 def study_config(cfg: DictConfig) -> dict[str, Any]:
-    """The flat config of what was trained (output locations left out)."""
-    return {k: v for k, v in flatten(cfg).items() if not k.startswith(NOT_STUDY_KEYS)}
+    """The flat config of what was trained (output locations left out). Keys are
+    resolved one group at a time so that ``${hydra:...}`` in the left-out groups is
+    never needed (e.g. when composing outside a Hydra run)."""
+    out: dict[str, Any] = {}
+    for key in cfg:
+        if f"{key}.".startswith(NOT_STUDY_KEYS) or str(key).startswith(NOT_STUDY_KEYS):
+            continue
+        node = cfg[key]
+        if isinstance(node, DictConfig):
+            out.update(flatten(node, prefix=f"{key}."))
+        elif not str(key).startswith("_"):
+            out[str(key)] = flatten({key: node})[str(key)]
+    return out
 
 
 def flatten(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"model.depth": 3, ...}`` for every leaf, skipping ``_target_``-like keys."""
-    container = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
+    container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
     out: dict[str, Any] = {}
     for key, value in container.items():
         if str(key).startswith("_"):

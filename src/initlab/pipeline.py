@@ -84,6 +84,7 @@ def run(
     choices: dict[str, str] | None = None,
     overrides: list[str] | None = None,
     progress_bar: bool = True,
+    extra_callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train one configuration; write ``summary.json`` and ``history.csv`` in ``output_dir``."""
     import pytorch_lightning as pl
@@ -92,6 +93,7 @@ def run(
     from initlab.callbacks import Diverged, DivergenceGuard, HistoryRecorder, InitProbe
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule
+    from initlab.resume import CHECKPOINT_DIR, last_checkpoint
 
     quiet_libraries()
     t0 = time.perf_counter()
@@ -138,13 +140,23 @@ def run(
         summary["data"] = dm.describe()
         summary["n_params"] = sum(p.numel() for p in model.parameters())
 
-        callbacks: list[pl.Callback] = [DivergenceGuard(), history]
+        callbacks: list[pl.Callback] = [DivergenceGuard(), history, *(extra_callbacks or [])]
         diag = cfg.get("diagnostics") or {}
         if diag.get("probe", False):
             probe_cb = InitProbe(diag.get("probe_batch_size", 256), diag.get("jacobian", False))
             callbacks.append(probe_cb)
         if diag.get("callback"):
             callbacks.append(instantiate(diag.callback))
+        ckpt_path = None
+        if cfg.trainer.get("checkpoint", False):
+            from pytorch_lightning.callbacks import ModelCheckpoint
+
+            callbacks.append(ModelCheckpoint(dirpath=out / CHECKPOINT_DIR, save_last=True,
+                                             save_top_k=0, every_n_epochs=1))
+            ckpt_path = last_checkpoint(out)
+            if ckpt_path is not None:
+                log.info("resuming %s from %s", name, ckpt_path)
+                summary["resumed_from"] = str(ckpt_path)
         if cfg.get("logger") and cfg.logger.get("_target_"):
             logger = instantiate(cfg.logger, save_dir=str(out), version=name)
         trainer = pl.Trainer(
@@ -152,13 +164,13 @@ def run(
             logger=logger if logger is not None else False,
             callbacks=callbacks,
             default_root_dir=str(out),
-            enable_checkpointing=False,
+            enable_checkpointing=bool(cfg.trainer.get("checkpoint", False)),
             enable_progress_bar=progress_bar,
             enable_model_summary=False,
             num_sanity_val_steps=0,
         )
         t_fit = time.perf_counter()
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         summary["fit_time_s"] = time.perf_counter() - t_fit
         summary["steps"] = trainer.global_step
         if summary["steps"]:

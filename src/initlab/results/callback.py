@@ -45,6 +45,8 @@ class AggregateSweep(Callback):
         if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
             s = job_return.return_value
             status, best = s.get("status", "?"), s.get("best_val_acc")
+            if s.get("skipped"):
+                status = f"{status} (already finished, skipped)"
         else:
             status, best = "failed", None
         best_s = f"{best:.4f}" if isinstance(best, float) else "-"
@@ -64,4 +66,9 @@ class AggregateSweep(Callback):
         print(f"summary: {written['summary']}")
         if "plots" in written:
             print(f"plots:   {written['plots']}/")
-        print("browse:  tensorboard --logdir outputs/")
+        print(f"report:  {sweep / 'report.md'}")
+        print(f"browse:  tensorboard --logdir {config.paths.output_root}")
+        failed = int((results["status"] == "failed").sum()) if len(results) else 0
+        if failed:
+            # after aggregation, so the finished results are written whatever happens
+            raise SystemExit(f"{failed} run(s) failed: see the error column of results.csv")

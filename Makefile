@@ -1,0 +1,37 @@
+# initlab: `make demo` runs the canonical sweep, `make test` runs the tests.
+# Both create .venv and install what is missing first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch/torchvision pinned to the builds this project is tested with.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test test-fast lint bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev,scale]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) train.py -m init=xavier,he,random
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) scripts/bench_overhead.py
+
+clean:
+	rm -rf outputs .pytest_cache

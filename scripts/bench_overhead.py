@@ -1,0 +1,113 @@
+"""Step-time overhead of initlab over a plain PyTorch loop on identical batches.
+
+Both sides train the default model (config defaults: MLP on digits, SGD) with the
+same initial weights, the same batch order and one validation pass per epoch; the
+first epoch of each is warm-up and not timed. initlab runs with the default logger
+and diagnostics. Prints ms/step of both and their ratio (median over repeats).
+
+    python scripts/bench_overhead.py [--epochs 6] [--repeats 3] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+
+from initlab.models.activations import activation_factory  # noqa: E402
+from initlab.pipeline import run  # noqa: E402
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of each training epoch (its validation pass included)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.steps: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self._t0, self._s0 = time.perf_counter(), trainer.global_step
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.times.append(time.perf_counter() - self._t0)
+        self.steps.append(trainer.global_step - self._s0)
+
+
+def ms_per_step(times: list[float], steps: list[int]) -> float:
+    return 1000 * sum(times[1:]) / max(sum(steps[1:]), 1)
+
+
+def initlab_ms(cfg, out: Path) -> float:  # noqa: ANN001
+    timer = EpochTimer()
+    summary = run(cfg, out, progress_bar=False, extra_callbacks=[timer])
+    assert summary["status"] == "completed", summary.get("error")
+    return ms_per_step(timer.times, timer.steps)
+
+
+def plain_ms(cfg) -> float:  # noqa: ANN001
+    """The same model, init, data and batch order in a hand-written loop."""
+    torch.manual_seed(cfg.seed)
+    dm = instantiate(cfg.dataset, seed=cfg.seed)
+    dm.prepare()
+    model = instantiate(cfg.model, input_shape=tuple(dm.input_shape),
+                        num_outputs=dm.num_outputs, activation=activation_factory(**cfg.activation))
+    instantiate(cfg.init)(model, activation=activation_factory(**cfg.activation)(), seed=cfg.seed)
+    opt = instantiate(cfg.optimizer)(model.parameters())
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    times, steps = [], []
+    for _ in range(cfg.trainer.max_epochs):
+        t0, n = time.perf_counter(), 0
+        model.train()
+        for x, y in train:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            float(loss)  # the loss is read every step on both sides (divergence check, logs)
+            n += 1
+        model.eval()
+        with torch.no_grad():
+            correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in val)
+        assert correct >= 0
+        times.append(time.perf_counter() - t0)
+        steps.append(n)
+    return ms_per_step(times, steps)
+
+
+def main(argv: list[str] | None = None) -> float:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. diagnostics=off")
+    args = parser.parse_args(argv)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"trainer.max_epochs={args.epochs}", *args.overrides])
+    torch.set_num_threads(torch.get_num_threads())
+    ours, plain = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            plain.append(plain_ms(copy.deepcopy(cfg)))
+            ours.append(initlab_ms(copy.deepcopy(cfg), Path(tmp) / f"run{i}"))
+    o, p = statistics.median(ours), statistics.median(plain)
+    print(f"plain PyTorch loop: {p:.3f} ms/step  (runs: {', '.join(f'{v:.3f}' for v in plain)})")
+    print(f"initlab (Lightning, logging, diagnostics): {o:.3f} ms/step  "
+          f"(runs: {', '.join(f'{v:.3f}' for v in ours)})")
+    print(f"overhead ratio: {o / p:.3f}")
+    return o / p
+
+
+if __name__ == "__main__":
+    main()

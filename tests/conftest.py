@@ -1,0 +1,60 @@
+"""Shared fixtures: compose the real config tree on tiny settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small enough to train in about a second on 2 CPU cores.
+TINY = [
+    "trainer.max_epochs=1",
+    "model.depth=2",
+    "model.width=32",
+    "diagnostics.probe_batch_size=64",
+]
+
+
+@pytest.fixture
+def compose_cfg() -> Callable[..., DictConfig]:
+    """``compose_cfg("init=xavier", tiny=True)`` -> the composed job config."""
+
+    def _compose(*overrides: str, tiny: bool = True) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("config", overrides=[*(TINY if tiny else []), *overrides])
+
+    return _compose
+
+
+@pytest.fixture
+def run_train() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_train(["-m", "init=he,xavier", ...])`` runs train.py for real."""
+    return train_subprocess
+
+
+def train_subprocess(
+    args: list[str], cwd: Path | None = None, check: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``train.py`` in a subprocess, the way users do."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env.setdefault("MPLBACKEND", "Agg")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,87 @@
+"""One run in-process: outcomes are recorded in the run folder, never raised."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from initlab.pipeline import run
+from initlab.resume import finished_summary, last_checkpoint
+
+NO_LOG = ["logger=none", "diagnostics=off"]
+
+
+def test_completed_run_writes_summary_and_history(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("trainer.max_epochs=2", "diagnostics=default")
+    s = run(cfg, tmp_path, progress_bar=False)
+    assert s["status"] == "completed", s.get("traceback")
+    stored = json.loads((tmp_path / "summary.json").read_text())
+    assert stored["status"] == "completed"
+    assert stored["init"] == "he" and stored["activation"] == "relu" and stored["seed"] == 0
+    assert stored["config"]["model.depth"] == 2
+    for key in ("final_val_acc", "best_val_acc", "final_train_loss", "test_acc", "wall_time_s",
+                "n_params"):
+        assert isinstance(stored[key], (int, float)), key
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert list(hist["epoch"]) == [1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(hist.columns)
+    assert stored["final_val_acc"] == hist["val_acc"].iloc[-1]
+    assert stored["best_val_acc"] == hist["val_acc"].max()
+    # the init probe ran on the initialized network
+    assert len(stored["init_diagnostics"]) == 3  # 2 hidden layers + head
+    assert "init_act_std_last" in stored
+
+
+def test_same_seed_same_numbers(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg(*NO_LOG)
+    a = run(cfg, tmp_path / "a", progress_bar=False)
+    b = run(cfg, tmp_path / "b", progress_bar=False)
+    assert a["final_train_loss"] == b["final_train_loss"]
+    c = run(compose_cfg(*NO_LOG, "seed=1"), tmp_path / "c", progress_bar=False)
+    assert c["final_train_loss"] != a["final_train_loss"]
+
+
+def test_exploding_run_is_recorded_as_diverged(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg(*NO_LOG, "init=random", "init.std=1e3", "optimizer.lr=10")
+    s = run(cfg, tmp_path, progress_bar=False)
+    assert s["status"] == "diverged"
+    assert s["diverged_step"] >= 0
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_bad_config_is_recorded_as_failed_with_key(compose_cfg, tmp_path: Path) -> None:
+    s = run(compose_cfg(*NO_LOG, "model.depth=-2"), tmp_path, progress_bar=False)
+    assert s["status"] == "failed"
+    assert "model.depth" in s["error"] and s["error_type"] == "ValueError"
+    assert "Traceback" in s["traceback"]
+
+
+def test_finished_run_is_recognised_for_resume(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg(*NO_LOG)
+    assert finished_summary(cfg, tmp_path) is None
+    run(cfg, tmp_path, progress_bar=False)
+    assert finished_summary(cfg, tmp_path)["status"] == "completed"
+    assert finished_summary(compose_cfg(*NO_LOG, "seed=5"), tmp_path) is None
+    (tmp_path / "summary.json").write_text('{"status": "compl')  # truncated by a kill
+    assert finished_summary(cfg, tmp_path) is None
+
+
+def test_checkpointed_run_continues_from_last_epoch(compose_cfg, tmp_path: Path) -> None:
+    first = run(compose_cfg(*NO_LOG, "trainer.checkpoint=true", "trainer.max_epochs=2"),
+                tmp_path, progress_bar=False)
+    assert first["status"] == "completed" and last_checkpoint(tmp_path) is not None
+    # as if it had been killed: the checkpoint stays, the summary is gone
+    (tmp_path / "summary.json").unlink()
+    second = run(compose_cfg(*NO_LOG, "trainer.checkpoint=true", "trainer.max_epochs=3"),
+                 tmp_path, progress_bar=False)
+    assert second["status"] == "completed" and "resumed_from" in second
+    assert second["steps"] == 3 * first["steps"] // 2  # only the third epoch was trained
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert list(hist["epoch"]) == [1, 2, 3]  # restored rows + the new one
+    fresh = run(compose_cfg(*NO_LOG, "trainer.max_epochs=3"), tmp_path / "fresh",
+                progress_bar=False)
+    assert abs(fresh["final_train_loss"] - second["final_train_loss"]) < 1e-4
+    assert torch.isfinite(torch.tensor(second["final_val_loss"]))
