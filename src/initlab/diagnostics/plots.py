@@ -1,0 +1,110 @@
+"""Signal-propagation figures at initialization.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects (Agg canvas, no pyplot), so
+plotting neither needs a display nor changes the global matplotlib backend.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from initlab.diagnostics.probe import ForwardRecorder, preserved_state
+
+HIST_VALUES = 200_000  # activation values per layer in a histogram
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_signal_propagation(
+    records: pd.DataFrame,
+    path: str | Path,
+    facet: str = "activation",
+    hue: str = "init",
+) -> Path:
+    """Glorot & Bengio (2010) picture: per-layer activation std (top row) and gradient std
+    (bottom row) at init against the layer index, log y, one line per ``hue`` value (init
+    scheme), one column per ``facet`` value (activation).
+
+    ``records`` is a long table of ``probe`` rows with extra ``hue`` / ``facet`` columns;
+    rows that share (facet, hue, index), e.g. several seeds, are averaged.  Missing
+    ``facet`` / ``hue`` columns give a single column / a single line.
+    """
+    df = records.copy()
+    facet_col = facet if facet in df.columns else None
+    hue_col = hue if hue in df.columns else None
+    df["_facet"] = df[facet_col].astype(str) if facet_col else "all"
+    df["_hue"] = df[hue_col].astype(str) if hue_col else "probe"
+    mean = df.groupby(["_facet", "_hue", "index"])[["act_std", "grad_std"]].mean().reset_index()
+    facets, hues = sorted(mean["_facet"].unique()), sorted(mean["_hue"].unique())
+    colors = {h: f"C{i % 10}" for i, h in enumerate(hues)}
+
+    fig = Figure(figsize=(3.6 * len(facets) + 1.5, 6.0), layout="constrained")
+    axes = fig.subplots(2, len(facets), squeeze=False, sharex="col")
+    for j, f in enumerate(facets):
+        for i, (col, label) in enumerate(
+            [("act_std", "activation std"), ("grad_std", "gradient std dL/d(pre-act)")]
+        ):
+            ax = axes[i][j]
+            for h in hues:
+                sel = mean[(mean["_facet"] == f) & (mean["_hue"] == h)].sort_values("index")
+                values = sel[col].where(sel[col] > 0)  # log scale: drop zeros
+                ax.plot(sel["index"], values, marker="o", ms=3, color=colors[h], label=h)
+            ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+            if j == 0:
+                ax.set_ylabel(label)
+            if i == 0:
+                ax.set_title(f"{facet_col}={f}" if facet_col else "")
+            else:
+                ax.set_xlabel("layer index")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, title=hue_col, loc="outside right center")
+    return _save(fig, path)
+
+
+def plot_activation_histograms(
+    model: nn.Module, inputs: torch.Tensor, path: str | Path, bins: int = 50
+) -> Path:
+    """Histogram of each layer's activations (pre-activation for layers without one) on
+    ``inputs``, one small panel per weight layer in forward order.  The model is run in
+    train mode with no grad; its modes, buffers and the RNG are restored (as in ``probe``).
+    """
+    device = next((p.device for p in model.parameters()), inputs.device)
+    recorder = ForwardRecorder(keep_act_values=HIST_VALUES)
+    with preserved_state(model), torch.no_grad(), recorder.attach(model):
+        model(inputs.to(device))
+    recs = recorder.records
+    ncols = min(4, max(len(recs), 1))
+    nrows = max(math.ceil(len(recs) / ncols), 1)
+    fig = Figure(figsize=(3.0 * ncols, 2.3 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(recs):
+            ax.set_visible(False)
+            continue
+        r = recs[k]
+        values = r.act_values.numpy()
+        ax.hist(values, bins=bins, color="C0")
+        ax.set_title(f"{k}: {r.name} ({r.act_name})", fontsize=8)
+        ax.text(
+            0.98,
+            0.95,
+            f"std {values.std():.3g}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+        )
+        ax.tick_params(labelsize=7)
+    return _save(fig, path)
