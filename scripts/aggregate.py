@@ -1,27 +1,55 @@
-"""Rebuild a sweep's results.csv, summary.csv and plots: python scripts/aggregate.py DIR"""
+"""Rebuild a sweep's results.csv, summary.csv, plots/ and report.md.
+
+    python scripts/aggregate.py DIR [--no-plots] [--heatmap-axes ROW COL]
+
+DIR is a sweep folder (outputs/multirun/<time>/): its run folders are the sub-folders
+holding .hydra/ or summary.json.  Broken or unfinished runs are listed as incomplete.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from initlab.results.aggregate import aggregate, collect, status_line  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from initlab.results.aggregate import aggregate, run_dirs, status_line  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--no-plots", action="store_true", help="only the CSV files")
+    parser = argparse.ArgumentParser(
+        description="Rebuild results.csv, summary.csv, plots/ and report.md of a sweep folder.")
+    parser.add_argument("sweep_dir", type=Path, metavar="DIR",
+                        help="sweep folder (e.g. outputs/multirun/<time>)")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="only the CSV files and the report")
+    parser.add_argument("--heatmap-axes", nargs=2, metavar=("ROW", "COL"), default=None,
+                        help="keys of the heatmap's rows and columns, e.g. init model.depth "
+                             "(default: init activation)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-run warnings")
     args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        parser.error(f"{args.sweep_dir} is not a folder")
-    written = aggregate(args.sweep_dir, plots=not args.no_plots)
-    print(status_line(collect(args.sweep_dir)))
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    sweep: Path = args.sweep_dir
+    if not sweep.exists():
+        parser.error(f"{sweep} does not exist")
+    if not sweep.is_dir():
+        parser.error(f"{sweep} is not a folder (give the sweep folder, "
+                     "e.g. outputs/multirun/<time>)")
+    if not run_dirs(sweep):
+        parser.error(f"{sweep} is not a sweep folder: no run folder in it (a run folder is a "
+                     "sub-folder with .hydra/ or summary.json)")
+    try:
+        written = aggregate(sweep, plots=not args.no_plots, axes=args.heatmap_axes)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(status_line(pd.read_csv(written["results"], usecols=["status"])))
     for kind, path in written.items():
-        print(f"{kind}: {path}")
+        print(f"{kind + ':':9}{path}")
     return 0
 
 

@@ -1,35 +1,87 @@
-"""Sweep folder -> results.csv (one row per run) and summary.csv (mean/std over seeds)."""
+"""Sweep folder -> results.csv (one row per run), summary.csv (over seeds), plots/, report.md.
+
+A *run folder* is any folder under the sweep folder that holds ``.hydra/`` or
+``summary.json`` (its sub-folders are not searched further), or an empty direct
+sub-folder (a job killed before Hydra wrote anything).  Hidden folders and ``plots/``
+are never run folders.  A run folder without a readable, finished ``summary.json`` is
+listed as ``incomplete`` with a warning; aggregation never raises because of one.
+
+Rules (also in docs/results.md):
+
+* ``summary.csv`` groups runs by every configuration key except the seed.  The
+  training metrics are computed over the ``completed`` runs only (a diverged run's
+  last numbers describe a broken run); the ``init_*`` / ``*_chi1`` diagnostics are
+  measured before training and averaged over every run that has them.
+  ``epochs_to_target`` is averaged over the completed runs that reached the target
+  (``n_reached_target`` says how many did).
+* Configurations are ranked against each other within each (dataset, model,
+  activation) group - and within each value of any other swept non-init key
+  (optimizer, depth, lr, ...) - so that only the init settings compete: by mean best
+  validation accuracy, highest first (regression: mean best validation loss, lowest
+  first).  Configurations without a completed run get no rank.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from initlab.config import AXES
-from initlab.results.files import SUMMARY_FILE, write_csv
+from initlab.results.files import SUMMARY_FILE, atomic_write_text, write_csv
+from initlab.results.stats import ci95_halfwidths
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.csv"
 SEED_SUMMARY_FILE = "summary.csv"
-LEAD_COLUMNS = ["run", "status", *AXES]
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
+STATUSES = ("completed", "diverged", "failed", "incomplete")
+FINISHED = ("completed", "diverged", "failed")
+AXES_NO_SEED = tuple(a for a in AXES if a != "seed")
+LEAD_COLUMNS = ["run", "status", "task", *AXES]
+
+# Per-run training metrics, in results.csv order.
 METRICS = [
-    "final_val_acc", "best_val_acc", "final_train_loss", "final_val_loss", "final_train_acc",
-    "best_val_loss", "test_acc", "test_loss", "epochs_to_target", "wall_time_s",
+    "final_train_loss", "best_train_loss", "final_train_acc",
+    "final_val_loss", "best_val_loss", "final_val_acc", "best_val_acc", "best_epoch",
+    "test_loss", "test_acc", "epochs_to_target", "epochs_run",
 ]
+RUN_FACTS = ["diverged_step", "diverged_epoch", "steps", "fit_time_s", "ms_per_step",
+             "wall_time_s", "n_params"]
+ERROR_COLUMNS = ["error_type", "error"]
+# Init diagnostics: top-level scalars with these prefixes, plus these exact keys.
+DIAG_PREFIXES = ("init_", "meanfield_")
+DIAG_KEYS = ("measured_chi1", "mean_sq_singular_value", "max_singular_value",
+             "min_singular_value")
+# Metrics summarized over seeds (completed runs only), then the timing.
+SUMMARY_METRICS = [
+    "best_val_acc", "final_val_acc", "test_acc", "final_train_acc",
+    "best_val_loss", "final_val_loss", "test_loss", "best_train_loss", "final_train_loss",
+    "epochs_to_target", "best_epoch", "wall_time_s",
+]
+# Summary keys that are not results columns (nested or bulky).
+SKIPPED_KEYS = frozenset({"config", "init_diagnostics", "traceback", "history", "data",
+                          "overrides", "run_name"})
+# Config keys that repeat an axis (or the seed).
+MIRROR_KEYS = frozenset({"cfg.init.scheme", "cfg.activation.name", "cfg.seed"})
+INT_COLUMNS = frozenset({"seed", "best_epoch", "epochs_to_target", "epochs_run", "steps",
+                         "diverged_step", "diverged_epoch", "n_params"})
 
 
-def run_dirs(sweep_dir: str | Path) -> list[Path]:
-    """Run folders of a sweep: every sub-folder that is a Hydra job (has ``.hydra/``)
-    or holds a summary, in job order."""
-    root = Path(sweep_dir)
-    found = {p.parent for p in root.rglob(SUMMARY_FILE)}
-    found |= {p.parent for p in root.rglob(".hydra") if p.parent != root}
-    return sorted(found, key=lambda p: (len(p.parts), _job_num(p), str(p)))
+class NotASweepError(ValueError):
+    """The folder does not exist or holds no run folder."""
+
+
+# --------------------------------------------------------------------------- scanning
 
 
 def _job_num(path: Path) -> int:
@@ -37,94 +89,447 @@ def _job_num(path: Path) -> int:
     return int(head) if head.isdigit() else 1 << 30
 
 
-def load_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
-    """One results row; a missing or broken summary gives an ``incomplete`` row."""
-    rel = str(run_dir.relative_to(sweep_dir))
+def run_dirs(sweep_dir: str | Path) -> list[Path]:
+    """Run folders of a sweep (see the module docstring), in job order."""
+    root = Path(sweep_dir)
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if here != root and (".hydra" in dirnames or SUMMARY_FILE in filenames):
+            found.append(here)
+            dirnames[:] = []  # a run's own sub-folders (TensorBoard, .hydra) are not runs
+            continue
+        if here == root:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != PLOTS_DIR]
+            for d in dirnames:
+                try:
+                    empty = not any(os.scandir(root / d))
+                except OSError:
+                    empty = False
+                if empty:
+                    found.append(root / d)
+        else:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return sorted(found, key=lambda p: (len(p.parts), _job_num(p), str(p)))
+
+
+def _config_from_hydra(run_dir: Path) -> dict[str, Any]:
+    """Axes and ``cfg.*`` keys of a job from its ``.hydra/`` files (for runs that did not
+    write a usable summary); empty when they are missing or unreadable."""
+    hydra_dir = run_dir / ".hydra"
+    row: dict[str, Any] = {}
+    if not hydra_dir.is_dir():
+        return row
     try:
-        with open(run_dir / SUMMARY_FILE, encoding="utf-8") as f:
-            s = json.load(f)
-    except (OSError, ValueError) as exc:
-        log.warning("run folder %s has no readable %s (%s): listed as incomplete",
-                    run_dir, SUMMARY_FILE, type(exc).__name__)
-        return {"run": rel, "status": "incomplete", "error": f"{SUMMARY_FILE}: {exc}"}
-    row: dict[str, Any] = {"run": rel}
-    for key, value in s.items():
-        if key in ("config", "init_diagnostics", "traceback", "history", "data", "overrides"):
-            continue
-        if isinstance(value, (dict, list)):
-            continue
-        row[key] = value
-    for key, value in (s.get("config") or {}).items():
-        row.setdefault(f"cfg.{key}", value)
-    if row.get("status") == "running":
-        row["status"] = "incomplete"
+        import yaml
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        with open(hydra_dir / "hydra.yaml", encoding="utf-8") as f:
+            choices = (yaml.load(f, Loader=loader) or {}).get("hydra", {}).get(
+                "runtime", {}).get("choices", {})
+        for axis in AXES_NO_SEED:
+            if choices.get(axis) is not None:
+                row[axis] = str(choices[axis])
+    except Exception as exc:  # noqa: BLE001 - best effort for a broken run
+        log.debug("no choices in %s/hydra.yaml: %s", hydra_dir, exc)
+    try:
+        from omegaconf import OmegaConf
+
+        from initlab.config import study_config
+
+        cfg = OmegaConf.load(hydra_dir / "config.yaml")
+        flat = study_config(cfg)
+        if "seed" in flat:
+            row["seed"] = flat["seed"]
+        for key, value in flat.items():
+            row[f"cfg.{key}"] = value
+        if "init" not in row and flat.get("init.scheme") is not None:
+            row["init"] = str(flat["init.scheme"])
+        if "activation" not in row and flat.get("activation.name") is not None:
+            row["activation"] = str(flat["activation.name"])
+    except Exception as exc:  # noqa: BLE001
+        log.debug("no config in %s/config.yaml: %s", hydra_dir, exc)
     return row
 
 
-def collect(sweep_dir: str | Path) -> pd.DataFrame:
+def load_run(run_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One results row and the run's per-layer init diagnostics (may be empty).
+
+    A missing, truncated or unfinished summary gives an ``incomplete`` row whose axes
+    and config come from ``.hydra/`` when possible.
+    """
+    rel = run_dir.relative_to(sweep_dir).as_posix()
+    try:
+        with open(run_dir / SUMMARY_FILE, encoding="utf-8") as f:
+            s = json.load(f)
+        if not isinstance(s, dict):
+            raise ValueError(f"expected a JSON object, got {type(s).__name__}")
+    except FileNotFoundError:
+        log.warning("run folder %s has no %s: listed as incomplete", run_dir, SUMMARY_FILE)
+        row = {"run": rel, "status": "incomplete", "error_type": "MissingSummary",
+               "error": f"no {SUMMARY_FILE} (the job did not finish)"}
+        return {**row, **_config_from_hydra(run_dir)}, []
+    except (OSError, ValueError) as exc:
+        log.warning("run folder %s has an unreadable %s (%s: %s): listed as incomplete",
+                    run_dir, SUMMARY_FILE, type(exc).__name__, exc)
+        row = {"run": rel, "status": "incomplete", "error_type": "BrokenSummary",
+               "error": f"{SUMMARY_FILE} unreadable: {type(exc).__name__}: {exc}"}
+        return {**row, **_config_from_hydra(run_dir)}, []
+    row: dict[str, Any] = {"run": rel}
+    for key, value in s.items():
+        if key in SKIPPED_KEYS or isinstance(value, (dict, list)):
+            continue
+        row[key] = value
+    for key, value in (s.get("config") or {}).items():
+        if not isinstance(value, (dict, list)):
+            row[f"cfg.{key}"] = value
+    status = row.get("status")
+    if status not in FINISHED:
+        log.warning("run folder %s: summary status %r (killed mid-way?): listed as incomplete",
+                    run_dir, status)
+        row["status"] = "incomplete"
+        row.setdefault("error_type", "Unfinished")
+        row.setdefault("error", f"summary status {status!r}: the run did not finish")
+    diag = s.get("init_diagnostics")
+    records = [r for r in diag if isinstance(r, dict)] if isinstance(diag, list) else []
+    return row, records
+
+
+def is_diag_column(col: str) -> bool:
+    return col.startswith(DIAG_PREFIXES) or col in DIAG_KEYS
+
+
+def _order_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = list(frame.columns)
+    varying = varying_config_keys(frame)
+    lead = [c for c in LEAD_COLUMNS if c in cols]
+    metrics = [c for c in METRICS if c in cols]
+    diag = [c for c in cols if is_diag_column(c)]
+    facts = [c for c in RUN_FACTS + ERROR_COLUMNS if c in cols]
+    first = lead + varying + metrics + diag + facts
+    taken = set(first)
+    cfg = [c for c in cols if c.startswith("cfg.") and c not in taken]
+    rest = [c for c in cols if c not in taken and not c.startswith("cfg.")]
+    return frame[first + rest + cfg]
+
+
+def _fix_ints(frame: pd.DataFrame, int_keys: set[str]) -> pd.DataFrame:
+    """Integer columns that became float because a row lacks them -> nullable Int64."""
+    for col in frame.columns:
+        if col in int_keys and frame[col].dtype.kind == "f":
+            vals = frame[col].to_numpy()
+            ok = ~np.isnan(vals)
+            if np.all(vals[ok] == np.round(vals[ok])):
+                frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+@dataclass
+class Scan:
+    """Everything read from a sweep folder in one pass."""
+
+    results: pd.DataFrame
+    diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def scan(sweep_dir: str | Path) -> Scan:
+    """Read every run folder once: the results table and the per-layer diagnostics."""
     sweep = Path(sweep_dir)
-    rows = [load_row(d, sweep) for d in run_dirs(sweep)]
+    rows, diag_frames = [], []
+    int_keys: set[str] = set()
+    float_keys: set[str] = set()
+    for d in run_dirs(sweep):
+        row, records = load_run(d, sweep)
+        for key, value in row.items():
+            if type(value) is int:
+                int_keys.add(key)
+            elif type(value) is float:
+                float_keys.add(key)
+        rows.append(row)
+        if records:
+            diag_frames.append((len(rows) - 1, records))
     frame = pd.DataFrame(rows)
-    for col in LEAD_COLUMNS:
+    for col in LEAD_COLUMNS + METRICS + ["diverged_step", "wall_time_s", "n_params",
+                                         *ERROR_COLUMNS]:
         if col not in frame:
-            frame[col] = None
-    lead = [c for c in LEAD_COLUMNS if c in frame]
-    return frame[lead + [c for c in frame.columns if c not in lead]]
+            frame[col] = pd.Series([None] * len(frame), dtype=object if col in (
+                "run", "status", "task", *AXES_NO_SEED, *ERROR_COLUMNS) else float)
+    frame = _fix_ints(frame, (int_keys - float_keys) | (INT_COLUMNS & int_keys))
+    frame = _order_columns(frame)
+    diagnostics = pd.DataFrame()
+    if diag_frames:
+        parts = []
+        keep = ["run", "status", *AXES]
+        for i, records in diag_frames:
+            part = pd.DataFrame(records)
+            for col in keep:
+                part[col] = frame.at[i, col]
+            parts.append(part)
+        diagnostics = pd.concat(parts, ignore_index=True)
+    return Scan(frame, diagnostics)
+
+
+def collect(sweep_dir: str | Path) -> pd.DataFrame:
+    """results.csv as a DataFrame: one row per run folder, every status included."""
+    return scan(sweep_dir).results
+
+
+# --------------------------------------------------------------------------- sweep structure
+
+
+def attributed(results: pd.DataFrame) -> pd.Series:
+    """Rows whose configuration is known (at least one axis or config key)."""
+    if results.empty:
+        return pd.Series([], dtype=bool)
+    cols = [c for c in results.columns if c in AXES_NO_SEED or c.startswith("cfg.")]
+    return results[cols].notna().any(axis=1) if cols else pd.Series(False, index=results.index)
+
+
+def _distinct(series: pd.Series) -> list[Any]:
+    """Distinct non-null values in order of appearance (compared as text)."""
+    seen: dict[str, Any] = {}
+    for v in series.dropna().tolist():
+        seen.setdefault(str(v), v)
+    return list(seen.values())
 
 
 def varying_config_keys(results: pd.DataFrame) -> list[str]:
-    """Config columns whose value differs between runs (the swept axes)."""
+    """``cfg.*`` columns with more than one distinct value over the runs with a known
+    config (missing values do not count: a key only some schemes have is not swept)."""
+    if results.empty:
+        return []
+    known = results[attributed(results)]
     keys = []
     for col in results.columns:
-        if col.startswith("cfg.") and col != "cfg.seed":
-            if results[col].astype(str).nunique(dropna=False) > 1:
+        if col.startswith("cfg.") and col not in MIRROR_KEYS:
+            if known[col].dropna().astype(str).nunique() > 1:
                 keys.append(col)
     return keys
 
 
-def group_keys(results: pd.DataFrame) -> list[str]:
-    """Everything that defines a configuration except the seed."""
-    keys = [a for a in AXES if a != "seed" and a in results]
-    mirrors = {"cfg.init.scheme", "cfg.activation.name"}  # the same as the init/activation axes
-    keys += [k for k in varying_config_keys(results) if k not in mirrors]
-    return keys
+@dataclass(frozen=True)
+class SweepKeys:
+    """How the columns of a sweep relate.
+
+    ``group``: every key defining a configuration except the seed (summary.csv rows);
+    ``competitors``: ``init`` and the swept ``cfg.init.*`` keys (what a ranking compares);
+    ``context``: ``group`` minus ``competitors`` (a ranking is done within each value);
+    ``swept``: keys (axes or config) that take more than one value independently of the
+    init choice - the axes a user swept; config keys that only differ because each
+    scheme has its own defaults (``init.distribution``) are in ``group`` but not here.
+    """
+
+    group: tuple[str, ...]
+    competitors: tuple[str, ...]
+    context: tuple[str, ...]
+    swept: tuple[str, ...]
+
+    @property
+    def hue(self) -> tuple[str, ...]:
+        """Keys that tell the compared init settings apart (``init`` + swept init keys)."""
+        return ("init", *[k for k in self.swept if k.startswith("cfg.init.")])
+
+    @property
+    def facets(self) -> tuple[str, ...]:
+        """Swept keys other than the init settings and the seed."""
+        return tuple(k for k in self.swept if k not in self.hue and k != "seed")
 
 
-def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of each metric over seeds, per configuration."""
-    keys = group_keys(results)
-    if results.empty or not keys:
-        return pd.DataFrame()
-    frame = results.copy()
-    frame[keys] = frame[keys].astype(str)
-    metrics = [m for m in METRICS if m in frame]
-    grouped = frame.groupby(keys, sort=False, dropna=False)
-    out = grouped.size().rename("n").to_frame()
-    for status in ("completed", "diverged", "failed", "incomplete"):
-        out[f"n_{status}"] = grouped["status"].apply(lambda s, st=status: int((s == st).sum()))
-    for m in metrics:
-        vals = grouped[m].apply(lambda s: pd.to_numeric(s, errors="coerce"))
-        agg = vals.groupby(level=list(range(len(keys)))).agg(["mean", "std"])
-        out[f"{m}_mean"] = agg["mean"]
-        out[f"{m}_std"] = agg["std"]
-    return out.reset_index()
+def sweep_keys(results: pd.DataFrame) -> SweepKeys:
+    known = results[attributed(results)] if not results.empty else results
+    axes = [a for a in AXES_NO_SEED if a in results]
+    varying = varying_config_keys(results)
+    group = axes + varying
+    competitors = ["init"] + [k for k in varying if k.startswith("cfg.init.")]
+    context = [k for k in group if k not in competitors]
+    swept = []
+    for key in group:
+        values = known[key].dropna().astype(str)
+        if values.nunique() < 2:
+            continue
+        if key == "init" or key in AXES_NO_SEED or "init" not in known:
+            swept.append(key)
+            continue
+        per_init = values.groupby(known.loc[values.index, "init"].astype(str)).nunique()
+        if (per_init > 1).any():
+            swept.append(key)
+    return SweepKeys(tuple(group), tuple(competitors), tuple(context), tuple(swept))
 
 
-def aggregate(sweep_dir: str | Path, plots: bool = True) -> dict[str, Path]:
-    """Write results.csv, summary.csv (and plots/) into ``sweep_dir``."""
+def display_name(key: str) -> str:
+    """``cfg.model.depth`` -> ``model.depth``."""
+    return key[4:] if key.startswith("cfg.") else key
+
+
+def resolve_key(results: pd.DataFrame, name: str) -> str:
+    """The results column a user means by ``name`` (``activation``, ``model.depth``,
+    ``cfg.model.depth``); ValueError naming the choices otherwise."""
+    for cand in (name, f"cfg.{name}"):
+        if cand in results.columns and results[cand].notna().any():
+            return cand
+    keys = sweep_keys(results)
+    choices = list(dict.fromkeys(["init", *keys.swept, *AXES_NO_SEED]))
+    raise ValueError(f"unknown axis {name!r}: choose from "
+                     f"{', '.join(display_name(k) for k in choices)} "
+                     "(or any config key such as model.depth)")
+
+
+def default_heatmap_axes(results: pd.DataFrame) -> tuple[str, str]:
+    """``(init, activation)``; when activation is not swept but another key is, that key."""
+    keys = sweep_keys(results)
+    if "activation" in keys.swept or not keys.facets:
+        return "init", "activation"
+    return "init", keys.facets[0]
+
+
+def task_of(frame: pd.DataFrame) -> str:
+    """``classification`` or ``regression`` for a set of runs (from ``task``, else from
+    which metrics exist)."""
+    tasks = frame["task"].dropna().astype(str) if "task" in frame else pd.Series([], dtype=str)
+    if len(tasks):
+        return tasks.mode().iloc[0]
+    if "best_val_acc" in frame and pd.to_numeric(frame["best_val_acc"], errors="coerce").notna(
+    ).any():
+        return "classification"
+    if "best_val_loss" in frame and pd.to_numeric(frame["best_val_loss"], errors="coerce"
+                                                  ).notna().any():
+        return "regression"
+    return "classification"
+
+
+def rank_metric(task: str) -> tuple[str, bool]:
+    """(metric, higher_is_better) a configuration is ranked by."""
+    return ("best_val_acc", True) if task == "classification" else ("best_val_loss", False)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _numeric(frame: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in cols},
+                        index=frame.index)
+
+
+def summarize(results: pd.DataFrame, keys: SweepKeys | None = None) -> pd.DataFrame:
+    """summary.csv: one row per configuration (every key but the seed) with run counts,
+    ``<metric>_mean``, ``_std`` (ddof=1) and ``_ci95`` (Student t half-width, NaN for
+    fewer than two values), and a ``rank`` (see the module docstring)."""
+    if results.empty:
+        return pd.DataFrame(columns=["n", *(f"n_{s}" for s in STATUSES), "rank"])
+    keys = keys or sweep_keys(results)
+    frame = results[attributed(results)]
+    if frame.empty:
+        return pd.DataFrame(columns=["n", *(f"n_{s}" for s in STATUSES), "rank"])
+    group = list(keys.group)
+    completed = frame["status"].eq("completed")
+    metrics = [m for m in SUMMARY_METRICS if m in frame]
+    diag = [c for c in frame.columns if is_diag_column(c)]
+    values = _numeric(frame, metrics + diag)
+    values.loc[~completed, metrics] = np.nan
+    values = values.replace([np.inf, -np.inf], np.nan)
+    counts = pd.DataFrame({f"n_{s}": frame["status"].eq(s).astype(int) for s in STATUSES})
+    counts.insert(0, "n", 1)
+    if "epochs_to_target" in values:
+        counts["n_reached_target"] = values["epochs_to_target"].notna().astype(int)
+    by = [frame[k] for k in group]
+    grouped_counts = counts.groupby(by, sort=False, dropna=False).sum()
+    stats = values.groupby(by, sort=False, dropna=False).agg(["mean", "std", "count"])
+    out = grouped_counts
+    tasks = frame.groupby(by, sort=False, dropna=False)["task"].agg(
+        lambda s: s.dropna().iloc[0] if s.notna().any() else None)
+    out.insert(0, "task", tasks)
+    cols: dict[str, Any] = {}
+    for m in metrics + diag:
+        mean, std, count = (stats[(m, a)] for a in ("mean", "std", "count"))
+        cols[f"{m}_mean"] = mean
+        cols[f"{m}_std"] = std
+        cols[f"{m}_ci95"] = pd.Series(ci95_halfwidths(std.to_numpy(), count.to_numpy()),
+                                      index=std.index)
+    out = pd.concat([out, pd.DataFrame(cols, index=out.index)], axis=1).reset_index()
+    out.columns = [*group, *out.columns[len(group):]]
+    if out["task"].isna().any():
+        fallback = task_of(frame)
+        out["task"] = out["task"].fillna(fallback)
+    return _rank(out, keys)
+
+
+def _rank(summary: pd.DataFrame, keys: SweepKeys) -> pd.DataFrame:
+    score = pd.Series(np.nan, index=summary.index)
+    rank_by = pd.Series("", index=summary.index, dtype=object)
+    for task in summary["task"].dropna().unique():
+        metric, higher = rank_metric(str(task))
+        rows = summary["task"].eq(task)
+        col = f"{metric}_mean"
+        if col in summary:
+            score[rows] = summary.loc[rows, col] if higher else -summary.loc[rows, col]
+        rank_by[rows] = metric
+    context = [k for k in keys.context if k in summary]
+    if context:
+        ctx_id = summary.groupby(context, sort=False, dropna=False).ngroup()
+    else:
+        ctx_id = pd.Series(0, index=summary.index)
+    rank = score.groupby(ctx_id).rank(method="min", ascending=False)
+    summary.insert(len(keys.group) + 1, "rank", rank.astype("Int64"))
+    summary.insert(len(keys.group) + 2, "rank_by", rank_by)
+    order = pd.DataFrame({"ctx": ctx_id, "rank": rank.fillna(np.inf), "pos": summary.index})
+    order = order.sort_values(["ctx", "rank", "pos"], kind="stable")
+    return summary.loc[order.index].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def aggregate(
+    sweep_dir: str | Path,
+    plots: bool = True,
+    axes: tuple[str, str] | Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """Write results.csv, summary.csv, plots/ (``plots=True``) and report.md into
+    ``sweep_dir``; every file is replaced atomically.  ``axes=(row, col)``: the heatmap's
+    axes (default init x activation, see :func:`default_heatmap_axes`).
+
+    Returns the written paths: ``results``, ``summary``, ``report`` and ``plots`` (the
+    folder) when plots were made.  Raises NotASweepError if ``sweep_dir`` is not a folder,
+    ValueError for unknown heatmap axes (before anything is written).
+    """
     sweep = Path(sweep_dir)
-    results = collect(sweep)
-    written = {"results": write_csv(sweep / RESULTS_FILE, results),
-               "summary": write_csv(sweep / SEED_SUMMARY_FILE, summarize(results))}
-    if plots:
-        from initlab.results.plots import make_plots
+    if not sweep.is_dir():
+        raise NotASweepError(f"{sweep} is not a folder")
+    found = scan(sweep)
+    results = found.results
+    keys = sweep_keys(results)
+    heat_axes: tuple[str, str] | None = None
+    if plots and not results.empty:
+        if axes is not None:
+            if len(axes) != 2:
+                raise ValueError(f"heatmap axes: expected (row, col), got {axes!r}")
+            heat_axes = (resolve_key(results, axes[0]), resolve_key(results, axes[1]))
+        else:
+            heat_axes = default_heatmap_axes(results)
+    summary = summarize(results, keys)
+    written: dict[str, Path] = {
+        "results": write_csv(sweep / RESULTS_FILE, results),
+        "summary": write_csv(sweep / SEED_SUMMARY_FILE, summary),
+    }
+    figures: dict[str, Path] = {}
+    if plots and not results.empty:
+        from initlab.results.plots import plot_all
 
-        written["plots"] = make_plots(sweep, results)
+        written["plots"] = sweep / PLOTS_DIR
+        try:
+            figures = plot_all(sweep, results, keys=keys, axes=heat_axes,
+                               diagnostics=found.diagnostics)
+        except Exception as exc:  # noqa: BLE001 - plots must not lose the tables
+            log.error("plotting failed (%s: %s); the tables and report are written",
+                      type(exc).__name__, exc, exc_info=True)
+    from initlab.results.report import build_report
+
+    text = build_report(sweep, results, summary, keys=keys, plots=figures)
+    written["report"] = atomic_write_text(sweep / REPORT_FILE, text)
     return written
 
 
 def status_line(results: pd.DataFrame) -> str:
     counts = results["status"].value_counts() if len(results) else {}
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("completed", "diverged", "failed",
-                                                        "incomplete") if counts.get(s, 0)]
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES if counts.get(s, 0)]
     return f"{len(results)} runs: " + (", ".join(parts) if parts else "none finished")
