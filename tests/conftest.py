@@ -16,12 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 # Small enough to train in about a second on 2 CPU cores.
-TINY = [
-    "trainer.max_epochs=1",
-    "model.depth=2",
-    "model.width=32",
-    "diagnostics.probe_batch_size=64",
-]
+TINY = ["trainer.max_epochs=1", "diagnostics.probe_batch_size=64"]
+TINY_MLP = ["model.depth=2", "model.width=32"]  # only when the default model is kept
 
 
 @pytest.fixture
@@ -30,7 +26,12 @@ def compose_cfg() -> Callable[..., DictConfig]:
 
     def _compose(*overrides: str, tiny: bool = True) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose("config", overrides=[*(TINY if tiny else []), *overrides])
+            tiny_set = [*TINY, *TINY_MLP] if tiny else []
+            if any(o.startswith(("model=", "experiment=")) for o in overrides):
+                tiny_set = [o for o in tiny_set if o not in TINY_MLP]
+            if any(o.startswith("experiment=") for o in overrides):
+                tiny_set = []
+            return compose("config", overrides=[*tiny_set, *overrides])
 
     return _compose
 

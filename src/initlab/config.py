@@ -96,6 +96,9 @@ def validate(cfg: DictConfig) -> None:
     wd = cfg.optimizer.get("weight_decay", 0.0)
     _check(wd is None or wd >= 0, "optimizer.weight_decay", wd, "a number >= 0")
     _check(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
+    max_loss = cfg.get("max_loss")
+    _check(max_loss is None or (isinstance(max_loss, (int, float)) and max_loss > 0), "max_loss",
+           max_loss, "a number > 0 or null (only NaN/inf count as divergence)")
     target = cfg.get("target_metric")
     _check(target is None or isinstance(target, (int, float)), "target_metric", target,
            "a number (val accuracy to reach) or null")

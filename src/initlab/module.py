@@ -56,6 +56,7 @@ class InitStudyModule(pl.LightningModule):
             data = None
             if getattr(self.initializer, "needs_data", False):
                 data = self.trainer.datamodule.sample_batch(self.init_batch_size)[0]
+                data = data.to(next(self.model.parameters()).device)
             self.apply_initializer(data)
 
     def apply_initializer(self, data: Tensor | None = None) -> list[dict[str, Any]]:
@@ -77,7 +78,9 @@ class InitStudyModule(pl.LightningModule):
         out = self(x)
         loss = self.loss(out, y)
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
+        sync = self.trainer.world_size > 1  # average over DDP processes; free otherwise
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 sync_dist=sync)
         if metric is not None:
             metric.update(out.detach(), y)
             self.log(f"{split}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)

@@ -91,6 +91,7 @@ def run(
     from hydra.utils import instantiate
 
     from initlab.callbacks import Diverged, DivergenceGuard, HistoryRecorder, InitProbe
+    from initlab.distributed import is_rank_zero, patch_ddp_for_hydra, restored_ddp_env
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule
     from initlab.resume import CHECKPOINT_DIR, last_checkpoint
@@ -140,7 +141,8 @@ def run(
         summary["data"] = dm.describe()
         summary["n_params"] = sum(p.numel() for p in model.parameters())
 
-        callbacks: list[pl.Callback] = [DivergenceGuard(), history, *(extra_callbacks or [])]
+        callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,
+                                        *(extra_callbacks or [])]
         diag = cfg.get("diagnostics") or {}
         if diag.get("probe", False):
             probe_cb = InitProbe(diag.get("probe_batch_size", 256), diag.get("jacobian", False))
@@ -169,13 +171,15 @@ def run(
             enable_model_summary=False,
             num_sanity_val_steps=0,
         )
+        patch_ddp_for_hydra()
         t_fit = time.perf_counter()
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-        summary["fit_time_s"] = time.perf_counter() - t_fit
-        summary["steps"] = trainer.global_step
-        if summary["steps"]:
-            summary["ms_per_step"] = 1000 * summary["fit_time_s"] / summary["steps"]
-        test = trainer.test(module, datamodule=dm, verbose=False)
+        with restored_ddp_env():
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            summary["fit_time_s"] = time.perf_counter() - t_fit
+            summary["steps"] = trainer.global_step
+            if summary["steps"]:
+                summary["ms_per_step"] = 1000 * summary["fit_time_s"] / summary["steps"]
+            test = trainer.test(module, datamodule=dm, verbose=False)
         if test:
             summary.update({k.replace("/", "_"): float(v) for k, v in test[0].items()})
         summary["status"] = "completed"
@@ -194,6 +198,8 @@ def run(
         summary["init_diagnostics"] = probe_cb.records
         summary.update(probe_cb.summary)
     summary["wall_time_s"] = time.perf_counter() - t0
+    if not is_rank_zero():  # DDP children: rank zero owns the run folder
+        return summary
     write_csv(out / HISTORY_FILE, history.rows)
     write_json(out / SUMMARY_FILE, summary)
     if logger is not None:

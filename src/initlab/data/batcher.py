@@ -45,9 +45,31 @@ class TensorBatcher:
         self.transform = transform
         self.epoch = 0
 
+    @staticmethod
+    def _shard() -> tuple[int, int]:
+        """(rank, world size) under torch.distributed, else (0, 1)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
     def __len__(self) -> int:
-        n = len(self.x)
+        # every rank gets the same number of batches, or DDP collectives would hang
+        n = len(self.x) // self._shard()[1]
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the batch order of ``epoch`` (Lightning calls this before each epoch,
+        so a run resumed from a checkpoint sees the same order as an uninterrupted one)."""
+        self.epoch = epoch
+
+    @property
+    def sampler(self) -> TensorBatcher:
+        # Lightning looks for ``loader.sampler.set_epoch``
+        return self
+
+    batch_sampler = None  # read by Lightning next to ``sampler``
 
     def to(self, device: torch.device | str) -> TensorBatcher:
         """Move the held tensors (e.g. onto the GPU once, instead of per batch)."""
@@ -63,6 +85,9 @@ class TensorBatcher:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self.order(self.epoch)
+        rank, world = self._shard()
+        if world > 1:  # DistributedSampler semantics: disjoint, equal-sized shards
+            idx = idx[: len(idx) // world * world][rank::world]
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
         self.epoch += 1
         for i in range(len(self)):

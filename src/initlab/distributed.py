@@ -1,0 +1,81 @@
+"""Lightning DDP inside Hydra jobs.
+
+For ranks > 0 Lightning re-executes ``sys.argv`` with ``hydra.run.dir`` pointing at
+the run folder. Inside a multirun ``sys.argv`` holds ``-m`` and the sweep, so every
+child would start the whole sweep again. ``patch_ddp_for_hydra`` replaces that
+command with one run of *this job's* overrides in *this job's* folder, so a sweep
+gets exactly one output folder per job.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK")
+
+
+def is_rank_zero() -> bool:
+    """True in the process that owns the run folder (no DDP, or global rank 0)."""
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+class restored_ddp_env:
+    """Undo what a DDP fit leaves in the sweep process (rank variables, process group).
+
+    Lightning sets ``LOCAL_RANK``/``WORLD_SIZE``/... in ``os.environ`` of rank zero; left
+    there, the next job of a multirun would believe its processes were launched
+    externally and wait for ranks that never start.
+    """
+
+    def __enter__(self) -> restored_ddp_env:
+        self.saved = {k: os.environ.get(k) for k in DDP_ENV}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:
+    """The command a DDP child runs: this job only, in this job's run folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd, to_absolute_path
+
+    import __main__
+
+    hc = HydraConfig.get()
+    if getattr(__main__, "__spec__", None) is None:
+        command = [sys.executable, to_absolute_path(sys.argv[0])]
+    else:
+        command = [sys.executable, "-m", __main__.__spec__.name]
+    if hc.runtime.config_sources:
+        for source in hc.runtime.config_sources:
+            if source.provider == "command-line":
+                command.append(f"--config-dir={source.path.split('://', 1)[-1]}")
+    command += list(hc.overrides.task)
+    command += [
+        f"hydra.run.dir={_quote(hc.runtime.output_dir)}",
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+        "hydra.output_subdir=null",
+    ]
+    return command, get_original_cwd()
+
+
+def patch_ddp_for_hydra() -> None:
+    """Install ``job_subprocess_cmd`` in Lightning's subprocess launcher (idempotent)."""
+    from pytorch_lightning.strategies.launchers import subprocess_script as launcher
+
+    launcher._hydra_subprocess_cmd = job_subprocess_cmd
