@@ -51,3 +51,8 @@ def test_bad_seed_and_activation():
         initialize(nn.Linear(2, 2), "he", seed=1.5)
     with pytest.raises(ValueError, match="activation.name='swish'"):
         initialize(nn.Linear(2, 2), "he", activation="swish")
+
+
+def test_lazy_modules_must_be_materialized():
+    with pytest.raises(ValueError, match="lazy parameter"):
+        initialize(nn.Sequential(nn.LazyLinear(4)), "he", seed=0)

@@ -116,4 +116,9 @@ def iter_slots(model: nn.Module) -> Iterator[Slot]:
             if id(tensor) in seen:
                 continue
             seen.add(id(tensor))
+            if isinstance(tensor, nn.parameter.UninitializedParameter):
+                raise ValueError(
+                    f"{layer or type(model).__name__}.{name} is a lazy parameter that has no "
+                    "shape yet: run one forward pass before initializing"
+                )
             yield classify(layer or type(model).__name__, module, name, tensor)
