@@ -150,3 +150,7 @@ def test_deep_relu_band_has_power():
     x = torch.randn(512, 256, generator=torch.Generator().manual_seed(4))
     moments = _second_moments(model, x / math.sqrt(2))
     assert moments[-1] / moments[0] > 8.0
+
+
+def test_preserve_with_inplace_activation():
+    assert gain_for(nn.ReLU(inplace=True), "preserve") == pytest.approx(math.sqrt(2), rel=1e-6)

@@ -74,7 +74,7 @@ def preserve_gain(activation: nn.Module | None) -> float:
         z = torch.linspace(-12.0, 12.0, 48001, dtype=torch.float64)
         density = torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
         with torch.no_grad():
-            second_moment = torch.trapezoid(phi(z).double() ** 2 * density, z).item()
+            second_moment = torch.trapezoid(phi(z.clone()).double() ** 2 * density, z).item()
         if not second_moment > 0 or not math.isfinite(second_moment):
             raise ValueError(f"gain=preserve is undefined for {activation!r}: E[phi(z)^2] = 0")
         _PRESERVE_CACHE[key] = 1.0 / math.sqrt(second_moment)
