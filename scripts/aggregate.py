@@ -15,10 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import pandas as pd  # noqa: E402
-
-from initlab.results.aggregate import aggregate, run_dirs, status_line  # noqa: E402
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -40,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if not sweep.is_dir():
         parser.error(f"{sweep} is not a folder (give the sweep folder, "
                      "e.g. outputs/multirun/<time>)")
+    import pandas as pd  # after the cheap checks: a typo fails fast
+
+    from initlab.results.aggregate import aggregate, run_dirs, status_line
+
     if not run_dirs(sweep):
         parser.error(f"{sweep} is not a sweep folder: no run folder in it (a run folder is a "
                      "sub-folder with .hydra/ or summary.json)")

@@ -264,8 +264,8 @@ def plot_curves(
 
 
 def _cell_text(mean: float, counts: dict[str, int], fmt: str) -> str:
-    bad = [f"{counts[s]} {s[:4] if s != 'incomplete' else 'inc'}"
-           for s in ("diverged", "failed", "incomplete") if counts.get(s)]
+    short = {"diverged": "div", "failed": "fail", "incomplete": "inc"}
+    bad = [f"{counts[s]} {short[s]}" for s in short if counts.get(s)]
     if not math.isnan(mean):
         return "\n".join([format(mean, fmt), *bad])
     if counts.get("diverged"):

@@ -1,0 +1,130 @@
+"""results.csv: one row per run folder, broken run folders listed as incomplete."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from initlab.results.aggregate import aggregate, collect, run_dirs, status_line
+
+
+def _broken_sweep(sweep: Path, make_run) -> Path:
+    make_run(sweep, 0, init="he", seed=0, val=(0.6, 0.8, 0.92))
+    make_run(sweep, 1, init="xavier", seed=0, val=(0.5, 0.7, 0.85),
+             extra={"init_act_std_last": 0.8, "measured_chi1": 1.02, "meanfield_chi1": 1.0})
+    # truncated summary.json (job killed while writing without the atomic path)
+    trunc = make_run(sweep, 2, init="he", seed=1, val=(0.6, 0.8, 0.9))
+    text = (trunc / "summary.json").read_text()
+    (trunc / "summary.json").write_text(text[: len(text) // 2])
+    # empty run folder (job folder created, nothing written)
+    (sweep / "3_init=random,seed=0").mkdir()
+    # killed mid-way: the summary still says "running"
+    running = make_run(sweep, 4, init="random", seed=1, val=(0.1,))
+    s = json.loads((running / "summary.json").read_text())
+    s["status"] = "running"
+    (running / "summary.json").write_text(json.dumps(s))
+    # only .hydra/ (killed before the summary)
+    make_run(sweep, 5, init="xavier", seed=1, status="incomplete")
+    # not run folders: plots/, hidden folders, files at the root
+    (sweep / "plots").mkdir()
+    (sweep / ".submitit").mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return sweep
+
+
+def test_broken_runs_are_incomplete_and_others_correct(tmp_path, make_run, caplog) -> None:
+    sweep = _broken_sweep(tmp_path / "sweep", make_run)
+    with caplog.at_level(logging.WARNING, logger="initlab.results.aggregate"):
+        written = aggregate(sweep, plots=False)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    for part in ("2_init=he", "3_init=random", "4_init=random", "5_init=xavier"):
+        assert part in warned
+    res = pd.read_csv(written["results"]).set_index("run")
+    assert len(res) == 6
+    status = res["status"].to_dict()
+    assert status == {
+        "0_init=he,activation=relu,seed=0": "completed",
+        "1_init=xavier,activation=relu,seed=0": "completed",
+        "2_init=he,activation=relu,seed=1": "incomplete",
+        "3_init=random,seed=0": "incomplete",
+        "4_init=random,activation=relu,seed=1": "incomplete",
+        "5_init=xavier,activation=relu,seed=1": "incomplete",
+    }
+    ok = res.loc["0_init=he,activation=relu,seed=0"]
+    assert ok["init"] == "he" and ok["dataset"] == "digits" and ok["seed"] == 0
+    assert ok["best_val_acc"] == pytest.approx(0.92)
+    assert ok["final_val_acc"] == pytest.approx(0.92)
+    assert ok["epochs_to_target"] == 3
+    assert ok["test_acc"] == pytest.approx(0.92)
+    xav = res.loc["1_init=xavier,activation=relu,seed=0"]
+    assert pd.isna(xav["epochs_to_target"])
+    assert xav["init_act_std_last"] == pytest.approx(0.8)
+    assert xav["measured_chi1"] == pytest.approx(1.02)
+    assert xav["meanfield_chi1"] == pytest.approx(1.0)
+    # the truncated run's axes come from .hydra/ and its error says why
+    trunc = res.loc["2_init=he,activation=relu,seed=1"]
+    assert trunc["init"] == "he" and trunc["seed"] == 1
+    assert trunc["error_type"] == "BrokenSummary" and "summary.json" in trunc["error"]
+    assert res.loc["3_init=random,seed=0", "error_type"] == "MissingSummary"
+    assert "running" in res.loc["4_init=random,activation=relu,seed=1", "error"]
+    # the summary counts the attributed incomplete runs in their configuration
+    summ = pd.read_csv(written["summary"]).set_index("init")
+    assert summ.loc["he", "n"] == 2 and summ.loc["he", "n_incomplete"] == 1
+    assert summ.loc["he", "n_completed"] == 1
+    assert summ.loc["he", "best_val_acc_mean"] == pytest.approx(0.92)
+    assert "1 run folder(s) with no readable config" in written["report"].read_text()
+
+
+def test_results_columns(basic_sweep) -> None:
+    res = collect(basic_sweep)
+    lead = ["run", "status", "task", "dataset", "model", "init", "activation", "optimizer",
+            "seed"]
+    assert list(res.columns[: len(lead)]) == lead
+    for col in ("final_train_loss", "best_val_acc", "best_val_loss", "test_acc", "test_loss",
+                "epochs_to_target", "diverged_step", "wall_time_s", "n_params", "error_type",
+                "error", "cfg.model.depth", "cfg.optimizer.lr"):
+        assert col in res, col
+    assert str(res["seed"].dtype) in ("int64", "Int64")
+    assert status_line(res) == "4 runs: 4 completed"
+
+
+def test_varying_config_keys_lead_and_are_group_keys(tmp_path, make_run) -> None:
+    sweep = tmp_path / "s"
+    n = 0
+    for depth in (2, 8):
+        for init in ("he", "xavier"):
+            make_run(sweep, n, init=init, config={"model.depth": depth}, val=(0.5, 0.6 + n / 100))
+            n += 1
+    res = collect(sweep)
+    assert list(res.columns[9:10]) == ["cfg.model.depth"]
+    summ = aggregate(sweep, plots=False)["summary"]
+    s = pd.read_csv(summ)
+    assert {"init", "cfg.model.depth"} <= set(s.columns) and len(s) == 4
+    # ranked within each depth: only the inits compete
+    assert sorted(s["rank"].tolist()) == [1, 1, 2, 2]
+
+
+def test_run_dirs_skip_nested_and_plots(tmp_path, make_run) -> None:
+    sweep = tmp_path / "s"
+    run = make_run(sweep, 0)
+    (run / "lightning_logs" / "version_0").mkdir(parents=True)
+    (run / "lightning_logs" / "version_0" / "summary.json").write_text("{}")
+    (sweep / "plots" / "x").mkdir(parents=True)
+    (sweep / "notes").mkdir()
+    (sweep / "notes" / "a.txt").write_text("not a run")
+    assert run_dirs(sweep) == [run]
+
+
+def test_empty_and_missing_sweep(tmp_path) -> None:
+    from initlab.results.aggregate import NotASweepError
+
+    with pytest.raises(NotASweepError):
+        aggregate(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    written = aggregate(empty)
+    assert written["results"].exists() and "No run folders" in written["report"].read_text()

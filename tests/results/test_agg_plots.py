@@ -1,0 +1,164 @@
+"""Plots: the expected PNGs exist and are valid, for classification, regression, failed
+heatmap cells, facets and the diagnostics hook."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from initlab.results import plots
+from initlab.results.aggregate import aggregate, collect, sweep_keys
+
+
+def _pngs(sweep):
+    return {p.name for p in (sweep / "plots").glob("*.png")}
+
+
+def _no_temp_files(sweep) -> bool:
+    return not [p for p in sweep.rglob(".*tmp*")]
+
+
+def test_classification_plots_with_failed_and_diverged_cells(tmp_path, make_run, png_ok
+                                                             ) -> None:
+    sweep = tmp_path / "sweep"
+    n = 0
+    for act in ("relu", "tanh"):
+        for init, base in (("xavier", 0.85), ("he", 0.92)):
+            for seed in (0, 1):
+                make_run(sweep, n, init=init, activation=act, seed=seed,
+                         val=(0.5, base - 0.02 * seed, base))
+                n += 1
+    # a whole cell failed, one cell has a diverged run next to a completed one
+    for seed in (0, 1):
+        make_run(sweep, n, init="zeros", activation="relu", seed=seed, status="failed")
+        n += 1
+    make_run(sweep, n, init="zeros", activation="tanh", seed=0, val=(0.1, 0.12, 0.13))
+    make_run(sweep, n + 1, init="zeros", activation="tanh", seed=1, val=(0.1, 0.2),
+             status="diverged")
+    written = aggregate(sweep)
+    assert {"val_acc.png", "train_loss.png", "heatmap.png", "epochs_to_target.png"} <= \
+        _pngs(sweep)
+    assert "val_loss.png" not in _pngs(sweep)
+    for p in (sweep / "plots").glob("*.png"):
+        assert png_ok(p), p
+    assert _no_temp_files(sweep)
+    assert written["plots"] == sweep / "plots"
+
+
+def test_heatmap_cell_marks() -> None:
+    assert plots._cell_text(float("nan"), {"failed": 2}, ".3f") == "fail"
+    assert plots._cell_text(float("nan"), {"diverged": 1, "failed": 1}, ".3f") == "div"
+    assert plots._cell_text(0.91234, {"completed": 1, "diverged": 1}, ".3f") == "0.912\n1 div"
+    assert plots._cell_text(0.5, {"completed": 3}, ".3f") == "0.500"
+
+
+def test_regression_only_sweep(tmp_path, make_run, png_ok) -> None:
+    sweep = tmp_path / "reg"
+    n = 0
+    for init in ("he", "xavier", "orthogonal"):
+        for seed in (0, 1):
+            make_run(sweep, n, init=init, seed=seed, task="regression", target=0.5,
+                     val=(1.0, 0.6 - 0.01 * n, 0.4 + 0.02 * n))
+            n += 1
+    aggregate(sweep)
+    names = _pngs(sweep)
+    assert {"val_loss.png", "train_loss.png", "heatmap.png", "epochs_to_target.png"} <= names
+    assert "val_acc.png" not in names
+    for p in (sweep / "plots").glob("*.png"):
+        assert png_ok(p), p
+    report = (sweep / "report.md").read_text()
+    assert "plots/val_loss.png" in report and "ranked by mean best val loss" in report
+
+
+def test_heatmap_axes_argument_and_unknown_axis(tmp_path, make_run, png_ok) -> None:
+    sweep = tmp_path / "s"
+    n = 0
+    for depth in (2, 4):
+        for init in ("he", "xavier"):
+            make_run(sweep, n, init=init, config={"model.depth": depth}, val=(0.5, 0.9))
+            n += 1
+    results = collect(sweep)
+    keys = sweep_keys(results)
+    assert keys.facets == ("cfg.model.depth",)
+    # init.distribution only differs because each scheme has its default: not an axis
+    assert "cfg.init.distribution" not in keys.swept
+    aggregate(sweep, axes=("model.depth", "init"))
+    assert png_ok(sweep / "plots" / "heatmap.png")
+    with pytest.raises(ValueError, match="unknown axis 'nope'.*model.depth"):
+        aggregate(sweep, axes=("init", "nope"))
+
+
+def test_many_facets_are_capped(tmp_path, make_run, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(plots, "MAX_FACETS", 2)
+    sweep = tmp_path / "s"
+    for n in range(4):
+        make_run(sweep, n, init="he", config={"model.width": 8 * (n + 1)}, val=(0.5, 0.6))
+    with caplog.at_level(logging.WARNING, logger="initlab.results.plots"):
+        written = plots.plot_all(sweep, collect(sweep))
+    assert "val_acc" in written
+    assert any("only the first" in r.getMessage() for r in caplog.records)
+
+
+def test_diagnostics_figure_via_diagnostics_package(tmp_path, make_run, monkeypatch,
+                                                    png_ok) -> None:
+    calls = {}
+
+    def fake_plot(frame, path, facet="activation", hue="init"):
+        import matplotlib.pyplot as plt
+
+        calls.update(frame=frame, facet=facet, hue=hue)
+        fig, ax = plt.subplots()
+        for init, g in frame.groupby(hue):
+            ax.plot(g["index"], g["act_std"], label=init)
+        fig.savefig(path)
+        plt.close(fig)
+
+    fake = types.ModuleType("initlab.diagnostics.plots")
+    fake.plot_signal_propagation = fake_plot
+    monkeypatch.setitem(sys.modules, "initlab.diagnostics.plots", fake)
+    sweep = tmp_path / "s"
+    layers = [{"index": i, "layer": f"l{i}", "act_std": 1.0 / (i + 1), "grad_std": 0.1}
+              for i in range(3)]
+    make_run(sweep, 0, init="he", diagnostics=layers, val=(0.5, 0.9))
+    make_run(sweep, 1, init="xavier", diagnostics=layers, val=(0.5, 0.8))
+    written = aggregate(sweep)
+    assert png_ok(sweep / "plots" / "signal_propagation.png")
+    assert calls["facet"] == "activation" and calls["hue"] == "init"
+    frame = calls["frame"]
+    assert len(frame) == 6 and set(frame["init"]) == {"he", "xavier"}
+    assert {"index", "layer", "act_std", "grad_std", "activation", "seed", "run"} <= \
+        set(frame.columns)
+    assert "plots/signal_propagation.png" in written["report"].read_text()
+    assert _no_temp_files(sweep)
+
+
+def test_diagnostics_figure_skipped_without_function(tmp_path, make_run, monkeypatch,
+                                                     caplog) -> None:
+    monkeypatch.setitem(sys.modules, "initlab.diagnostics.plots",
+                        types.ModuleType("initlab.diagnostics.plots"))
+    sweep = tmp_path / "s"
+    make_run(sweep, 0, diagnostics=[{"index": 0, "layer": "l0", "act_std": 1.0}])
+    with caplog.at_level(logging.WARNING, logger="initlab.results.plots"):
+        written = plots.plot_all(sweep, collect(sweep),
+                                 diagnostics=pd.DataFrame({"index": [0], "act_std": [1.0],
+                                                           "init": ["he"],
+                                                           "activation": ["relu"]}))
+    assert "signal_propagation" not in written and "val_acc" in written
+    assert any("init diagnostics figure skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_read_history_fast_path(tmp_path) -> None:
+    p = tmp_path / "history.csv"
+    p.write_text("epoch,step,train_loss,val_acc\n1,10,0.5,\n2,20,0.25,0.75\n")
+    h = plots.read_history(p)
+    assert h["epoch"].tolist() == [1.0, 2.0] and np.isnan(h["val_acc"][0])
+    assert h["val_acc"][1] == 0.75
+    assert "val_loss" not in h
+    (tmp_path / "empty.csv").write_text("")
+    assert plots.read_history(tmp_path / "empty.csv") == {}
+    assert plots.read_history(tmp_path / "missing.csv") == {}
