@@ -9,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from initlab.distributed import is_rank_zero
 from initlab.pipeline import run
 from initlab.resume import finished_summary
 
@@ -28,7 +29,7 @@ def main(cfg: DictConfig) -> dict:
         overrides=list(hc.overrides.task),
         progress_bar=not multirun,
     )
-    if not multirun:
+    if not multirun and is_rank_zero():
         print(f"run {summary['status']}: {summary['run_name']}")
         print(f"  run folder: {hc.runtime.output_dir} (summary.json, history.csv, tb/)")
         print(f"  browse:     tensorboard --logdir {cfg.paths.output_root}")
