@@ -85,3 +85,17 @@ def test_checkpointed_run_continues_from_last_epoch(compose_cfg, tmp_path: Path)
                 progress_bar=False)
     assert abs(fresh["final_train_loss"] - second["final_train_loss"]) < 1e-4
     assert torch.isfinite(torch.tensor(second["final_val_loss"]))
+
+
+def test_init_diagnostics_carry_meanfield_theory(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("logger=none", "activation=tanh", "init=xavier", "model.width=256",
+                      "model.depth=6")
+    s = run(cfg, tmp_path, progress_bar=False)
+    assert s["status"] == "completed", s.get("traceback")
+    # xavier on 64 -> 256 -> ... : sigma_w^2 = Var(W) * fan_in averaged over hidden layers
+    assert 0.5 < s["meanfield_sigma_w2"] < 1.2 and s["meanfield_sigma_b2"] == 0.0
+    # tanh with sigma_w^2 < 1 and no bias is in the ordered phase: chi_1 < 1
+    assert s["meanfield_chi_1"] < 1.0
+    assert "measured_chi1" in s
+    hist = s["init_act_histograms"]
+    assert len(hist) == 6 and all(sum(h["counts"]) == 64 * 256 for h in hist)  # probe batch x width

@@ -98,11 +98,25 @@ class InitProbe(pl.Callback):
     Skipped on a resumed run: the weights it would see are no longer the init.
     """
 
-    def __init__(self, batch_size: int = 256, jacobian: bool = False) -> None:
+    # mean-field theory (Poole et al. 2016) is stated for plain MLPs with these activations
+    MEANFIELD_ACTIVATIONS = ("tanh", "relu", "linear")
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        jacobian: bool = False,
+        jacobian_examples: int = 8,
+        activation: str | None = None,
+        histogram_bins: int = 30,
+    ) -> None:
         self.batch_size = batch_size
         self.jacobian = jacobian
+        self.jacobian_examples = jacobian_examples
+        self.activation = activation
+        self.histogram_bins = histogram_bins
         self.records: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {}
+        self.histograms: list[dict[str, Any]] = []
         self.frame: Any = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -112,11 +126,14 @@ class InitProbe(pl.Callback):
 
         x, y = trainer.datamodule.sample_batch(self.batch_size)
         x, y = x.to(pl_module.device), y.to(pl_module.device)
-        df = probe(pl_module.model, x, y, jacobian=self.jacobian)
+        model = pl_module.model
+        df = probe(model, x, y, jacobian=self.jacobian, jacobian_examples=self.jacobian_examples)
         self.frame = df
         self.records = df.to_dict("records")
         self.summary = dict(summarize_probe(df))
         self.summary.update(df.attrs.get("jacobian", {}))
+        self.summary.update(self._theory(model))
+        self.histograms = activation_histograms(model, x, self.histogram_bins)
         if trainer.logger is not None and trainer.is_global_zero:
             metrics = {}
             for row in self.records:
@@ -125,3 +142,52 @@ class InitProbe(pl.Callback):
                     if value is not None and math.isfinite(float(value)):
                         metrics[f"init/{col}/{row['index']:02d}_{row['layer']}"] = float(value)
             trainer.logger.log_metrics(metrics, step=0)
+
+    def _theory(self, model: Any) -> dict[str, Any]:
+        """Mean-field q*, chi_1 and depth scale from the init's sigma_w^2, sigma_b^2
+        (only where the theory applies: an MLP with tanh/relu/linear)."""
+        from initlab.models.mlp import MLP
+
+        if not isinstance(model, MLP) or self.activation not in self.MEANFIELD_ACTIVATIONS:
+            return {}
+        from initlab.diagnostics.meanfield import meanfield_from_model
+
+        mf = meanfield_from_model(model, self.activation)
+        return {f"meanfield_{k}": mf[k] for k in ("sigma_w2", "sigma_b2", "q_star", "chi_1",
+                                                    "xi_c") if k in mf}
+
+
+def activation_histograms(model: Any, x: torch.Tensor, bins: int = 30) -> list[dict[str, Any]]:
+    """Per-layer histograms of the activations at init (one forward pass, no grad):
+    ``[{"layer": name, "edges": [...], "counts": [...]}, ...]`` in forward order."""
+    from initlab.models.activations import activation_name
+
+    found: list[tuple[str, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, n=name: found.append((n, out.detach())))
+        for name, m in model.named_modules()
+        if activation_name(m) is not None
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    out = []
+    for name, act in found:
+        values = act.float().flatten().cpu()
+        values = values[torch.isfinite(values)]
+        if values.numel() == 0:
+            continue
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            hi = lo + 1e-6
+        counts = torch.histc(values, bins=bins, min=lo, max=hi)
+        edges = torch.linspace(lo, hi, bins + 1)
+        out.append({"layer": name, "edges": [round(float(e), 6) for e in edges],
+                    "counts": [int(c) for c in counts]})
+    return out

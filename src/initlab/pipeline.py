@@ -145,7 +145,12 @@ def run(
                                         *(extra_callbacks or [])]
         diag = cfg.get("diagnostics") or {}
         if diag.get("probe", False):
-            probe_cb = InitProbe(diag.get("probe_batch_size", 256), diag.get("jacobian", False))
+            probe_cb = InitProbe(
+                diag.get("probe_batch_size", 256),
+                jacobian=diag.get("jacobian", False),
+                jacobian_examples=diag.get("jacobian_examples", 8),
+                activation=act_cfg.get("name"),
+            )
             callbacks.append(probe_cb)
         if diag.get("callback"):
             callbacks.append(instantiate(diag.callback))
@@ -196,6 +201,7 @@ def run(
     summary["history"] = HISTORY_FILE
     if probe_cb is not None and probe_cb.records:
         summary["init_diagnostics"] = probe_cb.records
+        summary["init_act_histograms"] = probe_cb.histograms
         summary.update(probe_cb.summary)
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
