@@ -128,3 +128,19 @@ def test_empty_and_missing_sweep(tmp_path) -> None:
     empty.mkdir()
     written = aggregate(empty)
     assert written["results"].exists() and "No run folders" in written["report"].read_text()
+
+
+def test_incomplete_run_config_from_hydra_with_interpolations(tmp_path, make_run) -> None:
+    sweep = tmp_path / "s"
+    make_run(sweep, 0, init="he", seed=0, config={"model.depth": 4})
+    run = make_run(sweep, 1, init="he", seed=1, config={"model.depth": 4}, status="incomplete")
+    cfg = run / ".hydra" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "out: ${hydra:runtime.output_dir}\n"
+                   "width_copy: ${model.width}\n")
+    res = collect(sweep).set_index("seed")
+    assert res.loc[1, "status"] == "incomplete"
+    assert res.loc[1, "cfg.model.depth"] == 4 and res.loc[1, "cfg.width_copy"] == 64
+    assert "cfg.out" not in res.columns or pd.isna(res.loc[1, "cfg.out"])
+    for col in [c for c in res.columns if c.startswith("cfg.") and c in res]:
+        if col not in ("cfg.width_copy", "cfg.out", "cfg.seed"):
+            assert str(res.loc[0, col]) == str(res.loc[1, col]), col

@@ -162,3 +162,38 @@ def test_read_history_fast_path(tmp_path) -> None:
     (tmp_path / "empty.csv").write_text("")
     assert plots.read_history(tmp_path / "empty.csv") == {}
     assert plots.read_history(tmp_path / "missing.csv") == {}
+
+
+def test_diagnostics_split_by_other_swept_keys_and_stale_figures(tmp_path, make_run,
+                                                                 monkeypatch) -> None:
+    frames = []
+
+    def fake_plot(frame, path, facet="activation", hue="init"):
+        frames.append(frame)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    fake = types.ModuleType("initlab.diagnostics.plots")
+    fake.plot_signal_propagation = fake_plot
+    monkeypatch.setitem(sys.modules, "initlab.diagnostics.plots", fake)
+    sweep = tmp_path / "s"
+    n = 0
+    for depth in (2, 3):
+        for act in ("relu", "tanh"):
+            layers = [{"index": i, "layer": f"l{i}", "activation": "identity" if i == depth
+                       else act, "act_std": 1.0, "grad_std": 0.1} for i in range(depth + 1)]
+            make_run(sweep, n, init="he", activation=act, config={"model.depth": depth},
+                     diagnostics=layers, val=(0.5, 0.9))
+            n += 1
+    (sweep / "plots").mkdir()
+    (sweep / "plots" / "signal_propagation.png").write_bytes(b"old")
+    (sweep / "plots" / "mine.png").write_bytes(b"user file")
+    written = plots.plot_all(sweep, collect(sweep), diagnostics=__import__(
+        "initlab.results.aggregate", fromlist=["scan"]).scan(sweep).diagnostics)
+    assert [f["run"].nunique() for f in frames] == [2, 2]
+    assert [sorted(f["index"].unique()) for f in frames] == [[0, 1, 2], [0, 1, 2, 3]]
+    assert set(frames[0]["activation"]) == {"relu", "tanh"}  # the run's, per layer below
+    assert "identity" in set(frames[0]["layer_activation"])
+    assert "signal_propagation: model.depth=2" in written
+    names = {p.name for p in (sweep / "plots").iterdir()}
+    assert {"signal_propagation_1.png", "signal_propagation_2.png", "mine.png"} <= names
+    assert "signal_propagation.png" not in names  # stale figure of an earlier aggregation

@@ -138,7 +138,10 @@ def _config_from_hydra(run_dir: Path) -> dict[str, Any]:
         from initlab.config import study_config
 
         cfg = OmegaConf.load(hydra_dir / "config.yaml")
-        flat = study_config(cfg)
+        try:
+            flat = study_config(cfg)
+        except Exception:  # noqa: BLE001 - an interpolation that needs Hydra's runtime
+            flat = _flat_unresolved(cfg)
         if "seed" in flat:
             row["seed"] = flat["seed"]
         for key, value in flat.items():
@@ -150,6 +153,26 @@ def _config_from_hydra(run_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         log.debug("no config in %s/config.yaml: %s", hydra_dir, exc)
     return row
+
+
+def _flat_unresolved(cfg: Any) -> dict[str, Any]:
+    """Flat study config resolving each interpolation on its own; keys whose
+    interpolation cannot be resolved outside the job (``${hydra:...}``) are left out."""
+    from omegaconf import OmegaConf
+
+    from initlab.config import NOT_STUDY_KEYS, flatten
+
+    out: dict[str, Any] = {}
+    for key, value in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
+        if key.startswith(NOT_STUDY_KEYS):
+            continue
+        if isinstance(value, str) and "${" in value:
+            try:
+                value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+            except Exception:  # noqa: BLE001
+                continue
+        out[key] = value
+    return out
 
 
 def load_run(run_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -232,8 +255,10 @@ class Scan:
     diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def scan(sweep_dir: str | Path) -> Scan:
-    """Read every run folder once: the results table and the per-layer diagnostics."""
+def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
+    """Read every run folder once: the results table and (``diagnostics=True``) the
+    per-layer init diagnostics of every run, with the run's axes (a probe's own per-layer
+    ``activation`` column is kept as ``layer_activation``)."""
     sweep = Path(sweep_dir)
     rows, diag_frames = [], []
     int_keys: set[str] = set()
@@ -246,7 +271,7 @@ def scan(sweep_dir: str | Path) -> Scan:
             elif type(value) is float:
                 float_keys.add(key)
         rows.append(row)
-        if records:
+        if records and diagnostics:
             diag_frames.append((len(rows) - 1, records))
     frame = pd.DataFrame(rows)
     for col in LEAD_COLUMNS + METRICS + ["diverged_step", "wall_time_s", "n_params",
@@ -256,22 +281,23 @@ def scan(sweep_dir: str | Path) -> Scan:
                 "run", "status", "task", *AXES_NO_SEED, *ERROR_COLUMNS) else float)
     frame = _fix_ints(frame, (int_keys - float_keys) | (INT_COLUMNS & int_keys))
     frame = _order_columns(frame)
-    diagnostics = pd.DataFrame()
+    diag = pd.DataFrame()
     if diag_frames:
-        parts = []
         keep = ["run", "status", *AXES]
+        flat = []
         for i, records in diag_frames:
-            part = pd.DataFrame(records)
-            for col in keep:
-                part[col] = frame.at[i, col]
-            parts.append(part)
-        diagnostics = pd.concat(parts, ignore_index=True)
-    return Scan(frame, diagnostics)
+            run_info = {col: rows[i].get(col) for col in keep}
+            for rec in records:
+                out = {f"layer_{k}" if k in run_info else k: v for k, v in rec.items()}
+                out.update(run_info)  # facets/hues are the run's axes, not the layer's
+                flat.append(out)
+        diag = pd.DataFrame(flat)
+    return Scan(frame, diag)
 
 
 def collect(sweep_dir: str | Path) -> pd.DataFrame:
     """results.csv as a DataFrame: one row per run folder, every status included."""
-    return scan(sweep_dir).results
+    return scan(sweep_dir, diagnostics=False).results
 
 
 # --------------------------------------------------------------------------- sweep structure

@@ -48,8 +48,9 @@ from initlab.results.files import HISTORY_FILE  # noqa: E402
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc")
-MAX_FACETS = 12  # panels per figure; more are left out with a warning
-MAX_COLS = 4
+MAX_FACETS = 24  # panels per figure; more are left out with a warning
+MAX_SIGNAL_FIGURES = 8  # one per value of the swept keys other than activation
+MAX_COLS = 4  # panels per row, unless the last facet key has 2-6 values (one row each)
 DPI = 100
 METRIC_LABELS = {
     "val_acc": "validation accuracy",
@@ -122,7 +123,7 @@ def labels(results: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
         return pd.Series("all runs", index=results.index)
     parts = []
     for k in keys:
-        vals = results[k].astype(object).where(results[k].notna(), "-").astype(str)
+        vals = _text(results[k])
         parts.append(vals if k == "init" else display_name(k) + "=" + vals)
     out = parts[0]
     for p in parts[1:]:
@@ -151,8 +152,9 @@ def _cap(facets: list[str], what: str) -> list[str]:
     return facets
 
 
-def _grid(n: int, width: float = 4.2, height: float = 3.2) -> tuple[Any, list[Any]]:
-    ncols = min(MAX_COLS, max(n, 1))
+def _grid(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = None
+          ) -> tuple[Any, list[Any]]:
+    ncols = min(ncols or MAX_COLS, max(n, 1))
     nrows = math.ceil(max(n, 1) / ncols)
     size = (max(width * ncols, 5.5), height * nrows + 1.2)
     fig, axes = plt.subplots(nrows, ncols, figsize=size,
@@ -177,15 +179,40 @@ def save_png(fig: Any, path: Path) -> Path:
 
 
 class _Layout:
-    """Per-run hue/facet labels, their orders and colours, shared by every figure."""
+    """Per-run hue/facet labels, their orders and colours, shared by every figure.
+
+    Facets are ordered key by key (numbers numerically); when the last facet key has 2-6
+    values, each grid row holds one value of the other keys (e.g. activation x depth)."""
 
     def __init__(self, results: pd.DataFrame, keys: SweepKeys) -> None:
         self.keys = keys
+        known = attributed(results)
         self.hue = labels(results, [k for k in keys.hue if k in results])
         self.facet = labels(results, list(keys.facets))
-        self.hues = _order_appearance(self.hue[attributed(results)])
-        self.facets = _order_appearance(self.facet[attributed(results)])
+        self.hues = _order_appearance(self.hue[known])
+        self.facets, self.ncols = _facet_order(results[known], list(keys.facets),
+                                               self.facet[known])
         self.colors = _colors(self.hues)
+
+
+def _text(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), "-").astype(str)
+
+
+def _facet_order(runs: pd.DataFrame, keys: list[str], facet: pd.Series
+                 ) -> tuple[list[str], int | None]:
+    if not keys:
+        return _order_appearance(facet), None
+    ranks = []
+    for k in keys:
+        order = {v: i for i, v in enumerate(_order(_text(runs[k])))}
+        ranks.append(_text(runs[k]).map(order))
+    combos = pd.DataFrame({"facet": facet, **{f"r{i}": r for i, r in enumerate(ranks)}})
+    combos = combos.drop_duplicates("facet").sort_values([f"r{i}" for i in range(len(keys))],
+                                                         kind="stable")
+    n_last = runs[keys[-1]].nunique()
+    ncols = n_last if len(keys) > 1 and 2 <= n_last <= 6 else None
+    return combos["facet"].tolist(), ncols
 
 
 def _order_appearance(values: pd.Series) -> list[str]:
@@ -221,7 +248,7 @@ def plot_curves(
                        facet=layout.facet.loc[data["row"]].to_numpy(),
                        status=status.loc[data["row"]].to_numpy())
     facets = _cap([f for f in layout.facets if f in set(data["facet"])], path.name)
-    fig, axes = _grid(len(facets))
+    fig, axes = _grid(len(facets), ncols=layout.ncols)
     any_div = False
     for ax, facet in zip(axes, facets, strict=True):
         sub = data[data["facet"] == facet]
@@ -293,11 +320,10 @@ def plot_heatmap(
         return None
     others = [k for k in layout.keys.swept if k not in (row, col) and k != "seed"]
     facet = labels(runs, others)
-    facets = _cap(_order_appearance(facet), path.name)
-    rows_v = _order(runs[row].astype(object).where(runs[row].notna(), "-").astype(str))
-    cols_v = _order(runs[col].astype(object).where(runs[col].notna(), "-").astype(str))
-    rkey = runs[row].astype(object).where(runs[row].notna(), "-").astype(str)
-    ckey = runs[col].astype(object).where(runs[col].notna(), "-").astype(str)
+    order, ncols = _facet_order(runs, others, facet)
+    facets = _cap(order, path.name)
+    rkey, ckey = _text(runs[row]), _text(runs[col])
+    rows_v, cols_v = _order(rkey), _order(ckey)
     tasks = {f: task_of(runs[facet == f]) for f in facets}
     norms: dict[str, tuple[float, float]] = {}
     cells: dict[str, tuple[np.ndarray, list[list[dict[str, int]]]]] = {}
@@ -319,7 +345,7 @@ def plot_heatmap(
             lo, hi = norms.get(tasks[f], (np.inf, -np.inf))
             norms[tasks[f]] = (min(lo, finite.min()), max(hi, finite.max()))
     fig, axes = _grid(len(facets), width=1.1 * len(cols_v) + 2.6,
-                      height=0.55 * len(rows_v) + 1.8)
+                      height=0.55 * len(rows_v) + 1.8, ncols=ncols)
     for ax, f in zip(axes, facets, strict=True):
         grid, counts = cells[f]
         task = tasks[f]
@@ -337,8 +363,8 @@ def plot_heatmap(
                 text = _cell_text(grid[i, j], cnt, fmt)
                 bad = any(cnt.get(s) for s in ("diverged", "failed", "incomplete"))
                 if bad:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                           edgecolor="#b22222", lw=0))
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//",
+                                           edgecolor=(0.7, 0.1, 0.1, 0.45), lw=0))
                 if text:
                     dark = np.isfinite(grid[i, j]) and (
                         (grid[i, j] - vmin) / (vmax - vmin) < 0.5) == higher
@@ -376,7 +402,8 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     finite_tops = [float(v) for v in top_candidates if pd.notna(v)]
     top = max(finite_tops) + 1 if finite_tops else 1.0
     facets = _cap([f for f in layout.facets if f in set(layout.facet[runs.index])], path.name)
-    fig, axes = _grid(len(facets), width=max(4.2, 0.9 * len(layout.hues) + 1.5))
+    fig, axes = _grid(len(facets), width=max(4.2, 0.9 * len(layout.hues) + 1.5),
+                      ncols=layout.ncols)
     any_div = any_not = False
     for ax, f in zip(axes, facets, strict=True):
         sub = runs[layout.facet[runs.index] == f]
@@ -505,9 +532,57 @@ def plot_all(
     attempt("epochs_to_target",
             lambda: plot_convergence(results, out / "epochs_to_target.png", layout))
     if diagnostics is not None and not diagnostics.empty:
-        attempt("signal_propagation",
-                lambda: plot_diagnostics(diagnostics, out / "signal_propagation.png"))
+        try:
+            figures = _diagnostics_figures(diagnostics, results, layout, out)
+        except Exception as exc:  # noqa: BLE001
+            log.error("init diagnostics figure skipped: %s: %s", type(exc).__name__, exc)
+            figures = []
+        for name, frame, path in figures:
+            attempt(name, lambda frame=frame, path=path: plot_diagnostics(frame, path))
+    _remove_stale(out, written)
     return written
+
+
+OWN_FIGURES = ("val_acc.png", "val_loss.png", "train_loss.png", "heatmap.png",
+               "epochs_to_target.png", "signal_propagation*.png")
+
+
+def _remove_stale(out: Path, written: dict[str, Path]) -> None:
+    """Delete figures of ours left by an earlier aggregation that this one did not draw
+    (a figure the report no longer links would describe other data)."""
+    fresh = {Path(p).name for p in written.values()}
+    for pattern in OWN_FIGURES:
+        for path in out.glob(pattern):
+            if path.name not in fresh:
+                path.unlink(missing_ok=True)
+
+
+def _diagnostics_figures(diagnostics: pd.DataFrame, results: pd.DataFrame, layout: _Layout,
+                         out: Path) -> list[tuple[str, pd.DataFrame, Path]]:
+    """(name, frame, path) of each signal-propagation figure: one per value of the swept
+    keys other than activation (depth 4 and depth 32 layers must not be averaged together),
+    at most ``MAX_SIGNAL_FIGURES``.  ``init`` holds the init setting label (with the swept
+    init keys); the scheme alone stays in ``init_scheme``."""
+    frame = diagnostics.copy()
+    if "run" not in frame or "init" not in frame:
+        return [("signal_propagation", frame, out / "signal_propagation.png")]
+    by_run = pd.Series(layout.hue.to_numpy(), index=results["run"].to_numpy())
+    frame["init_scheme"] = frame["init"]
+    frame["init"] = frame["run"].map(by_run).fillna(frame["init"])
+    others = [k for k in layout.keys.facets if k != "activation"]
+    if not others:
+        return [("signal_propagation", frame, out / "signal_propagation.png")]
+    other = pd.Series(labels(results, others).to_numpy(), index=results["run"].to_numpy())
+    frame["_other"] = frame["run"].map(other)
+    known = results[attributed(results)]
+    order, _ = _facet_order(known, others, labels(known, others))
+    order = [o for o in order if o in set(frame["_other"])]
+    if len(order) > MAX_SIGNAL_FIGURES:
+        log.warning("signal propagation: %d figures, only the first %d are drawn", len(order),
+                    MAX_SIGNAL_FIGURES)
+        order = order[:MAX_SIGNAL_FIGURES]
+    return [(f"signal_propagation: {o}", frame[frame["_other"] == o].drop(columns="_other"),
+             out / f"signal_propagation_{i + 1}.png") for i, o in enumerate(order)]
 
 
 def _positive(hist: pd.DataFrame, col: str) -> bool:

@@ -25,6 +25,7 @@ from initlab.results.aggregate import (
 from initlab.results.stats import SIGNIFICANCE, welch
 
 MAX_ERROR_CHARS = 300
+MAX_LISTED_RUNS = 100  # rows of the diverged/failed and incomplete tables
 PLOT_TITLES = {
     "val_acc": "Validation accuracy",
     "val_loss": "Validation loss",
@@ -258,6 +259,12 @@ def _ranking_section(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKe
     return "\n\n".join(out)
 
 
+def _more(n: int) -> str:
+    if n <= MAX_LISTED_RUNS:
+        return ""
+    return f"\n\n... and {n - MAX_LISTED_RUNS} more (all in `results.csv`, column `error`)."
+
+
 def _problems_section(results: pd.DataFrame, keys: SweepKeys) -> str:
     out = ["## Diverged and failed runs"]
     label_keys = _label_keys(results, keys)
@@ -278,7 +285,8 @@ def _problems_section(results: pd.DataFrame, keys: SweepKeys) -> str:
                             err if pd.notna(err) else etype if pd.notna(etype) else "")
             rows.append([f"`{r['run']}`", r["status"], _label(r, label_keys), cell(r.get("seed")),
                          step, reason])
-        out.append(table(["run", "status", "config", "seed", "diverged at", "reason"], rows))
+        out.append(table(["run", "status", "config", "seed", "diverged at", "reason"],
+                         rows[:MAX_LISTED_RUNS]) + _more(len(rows)))
     inc = results[results["status"].eq("incomplete")]
     if not inc.empty:
         out.append("### Incomplete runs\n\nRun folders without a finished summary.json "
@@ -286,7 +294,8 @@ def _problems_section(results: pd.DataFrame, keys: SweepKeys) -> str:
         rows = [[f"`{r['run']}`", _label(r, label_keys) if pd.notna(r.get("init")) else "?",
                  cell(r.get("seed")), _short(r.get("error") if pd.notna(r.get("error")) else "")]
                 for _, r in inc.iterrows()]
-        out.append(table(["run", "config", "seed", "reason"], rows))
+        out.append(table(["run", "config", "seed", "reason"], rows[:MAX_LISTED_RUNS])
+                   + _more(len(rows)))
     return "\n\n".join(out)
 
 
@@ -325,7 +334,8 @@ def _plots_section(sweep: Path, plots: dict[str, Path]) -> str:
             rel = Path(path).relative_to(sweep).as_posix()
         except ValueError:
             rel = f"{PLOTS_DIR}/{Path(path).name}"
-        title = PLOT_TITLES.get(name, name)
+        base, _, detail = name.partition(": ")
+        title = PLOT_TITLES.get(base, base) + (f" ({detail})" if detail else "")
         out.append(f"### {title}\n\n![{title}]({rel})")
     return "\n\n".join(out)
 
