@@ -15,7 +15,7 @@ from initlab.results.aggregate import aggregate, collect, run_dirs, status_line
 def _broken_sweep(sweep: Path, make_run) -> Path:
     make_run(sweep, 0, init="he", seed=0, val=(0.6, 0.8, 0.92))
     make_run(sweep, 1, init="xavier", seed=0, val=(0.5, 0.7, 0.85),
-             extra={"init_act_std_last": 0.8, "measured_chi1": 1.02, "meanfield_chi1": 1.0})
+             extra={"init_act_std_last": 0.8, "measured_chi1": 1.02, "meanfield_chi_1": 1.0})
     # truncated summary.json (job killed while writing without the atomic path)
     trunc = make_run(sweep, 2, init="he", seed=1, val=(0.6, 0.8, 0.9))
     text = (trunc / "summary.json").read_text()
@@ -64,7 +64,7 @@ def test_broken_runs_are_incomplete_and_others_correct(tmp_path, make_run, caplo
     assert pd.isna(xav["epochs_to_target"])
     assert xav["init_act_std_last"] == pytest.approx(0.8)
     assert xav["measured_chi1"] == pytest.approx(1.02)
-    assert xav["meanfield_chi1"] == pytest.approx(1.0)
+    assert xav["meanfield_chi_1"] == pytest.approx(1.0)
     # the truncated run's axes come from .hydra/ and its error says why
     trunc = res.loc["2_init=he,activation=relu,seed=1"]
     assert trunc["init"] == "he" and trunc["seed"] == 1

@@ -65,7 +65,7 @@ def test_single_seed_significance_is_na(tmp_path, make_run) -> None:
 def test_problems_and_diagnostics_sections(tmp_path, make_run) -> None:
     sweep = tmp_path / "sweep"
     extra = {"init_act_std_last": 0.7, "init_grad_std_ratio": 1.1, "measured_chi1": 1.05,
-             "meanfield_chi1": 1.0}
+             "meanfield_chi_1": 1.0}
     make_run(sweep, 0, init="he", seed=0, val=(0.5, 0.9), extra=extra)
     make_run(sweep, 1, init="he", seed=1, val=(0.5, 0.92), extra=extra)
     make_run(sweep, 2, init="random", seed=0, val=(0.1, 0.1), status="diverged",

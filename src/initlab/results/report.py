@@ -50,8 +50,17 @@ DIAG_NAMES = {
     "init_dead_frac_max": "dead frac (max)",
     "init_saturated_frac_max": "saturated frac (max)",
     "measured_chi1": "measured \u03c7\u2081",
+    "meanfield_chi_1": "mean-field \u03c7\u2081",
     "meanfield_chi1": "mean-field \u03c7\u2081",
+    "meanfield_q_star": "mean-field q*",
+    "meanfield_xi_c": "mean-field depth scale \u03be_c",
+    "meanfield_sigma_w2": "\u03c3_w\u00b2",
+    "meanfield_sigma_b2": "\u03c3_b\u00b2",
+    "mean_sq_singular_value": "Jacobian mean sq. singular value",
+    "max_singular_value": "Jacobian max singular value",
+    "min_singular_value": "Jacobian min singular value",
 }
+MEANFIELD_CHI1 = ("meanfield_chi_1", "meanfield_chi1")
 
 
 # --------------------------------------------------------------------------- formatting
@@ -318,8 +327,11 @@ def _diagnostics_section(summary: pd.DataFrame, keys: SweepKeys) -> str:
         note = ("\u03c7\u2081 is the per-layer growth of the gradient variance going "
                 "backwards: < 1 vanishing (ordered phase), > 1 exploding (chaotic), "
                 "\u2248 1 at the edge of chaos.")
-        if "meanfield_chi1" in diag:
-            note += " The mean-field column is the theory's prediction for the same network."
+        if any(k in diag for k in MEANFIELD_CHI1):
+            note += (" The mean-field \u03c7\u2081 is the theory's prediction from the init's "
+                     "\u03c3_w\u00b2, \u03c3_b\u00b2 (MLPs with tanh/relu/linear only); "
+                     "measured \u2248 mean-field means the network behaves as the theory "
+                     "says.")
         out.append(note)
     return "\n\n".join(out)
 
