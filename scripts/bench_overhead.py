@@ -76,7 +76,7 @@ def plain_ms(cfg) -> float:  # noqa: ANN001
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            float(loss)  # the loss is read every step on both sides (divergence check, logs)
+            float(loss.detach())  # the loss is read every step on both sides (divergence check, logs)
             n += 1
         model.eval()
         with torch.no_grad():

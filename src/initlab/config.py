@@ -13,7 +13,7 @@ _TRAINER_EXTRA_KEYS = ("checkpoint",)
 
 
 # Bookkeeping keys that say where output goes, not what was trained.
-NOT_STUDY_KEYS = ("logger.", "paths.", "run_name", "hydra.")
+NOT_STUDY_KEYS = ("logger.", "paths.", "run_name", "hydra.", "threads")
 
 
 def study_config(cfg: DictConfig) -> dict[str, Any]:

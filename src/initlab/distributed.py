@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK")
 
@@ -79,3 +80,18 @@ def patch_ddp_for_hydra() -> None:
     from pytorch_lightning.strategies.launchers import subprocess_script as launcher
 
     launcher._hydra_subprocess_cmd = job_subprocess_cmd
+
+
+def worker_threads(threads: int | None, launcher: Any = None) -> int | None:
+    """Torch threads for this job: ``threads`` if set; under the joblib launcher
+    cores // n_jobs, so that parallel workers x threads = cores; else None (torch's
+    default)."""
+    if threads:
+        return int(threads)
+    target = str(getattr(launcher, "_target_", "") or "") if launcher is not None else ""
+    if "joblib" not in target.lower():
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = int(getattr(launcher, "n_jobs", -1) or -1)
+    n_jobs = cores if n_jobs <= 0 else min(n_jobs, cores)
+    return max(1, cores // n_jobs)

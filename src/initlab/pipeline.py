@@ -88,6 +88,7 @@ def run(
 ) -> dict[str, Any]:
     """Train one configuration; write ``summary.json`` and ``history.csv`` in ``output_dir``."""
     import pytorch_lightning as pl
+    import torch
     from hydra.utils import instantiate
 
     from initlab.callbacks import Diverged, DivergenceGuard, HistoryRecorder, InitProbe
@@ -140,6 +141,7 @@ def run(
         summary["task"] = dm.task
         summary["data"] = dm.describe()
         summary["n_params"] = sum(p.numel() for p in model.parameters())
+        summary["torch_threads"] = torch.get_num_threads()
 
         callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,
                                         *(extra_callbacks or [])]
