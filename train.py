@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from initlab.distributed import is_rank_zero
+from initlab.distributed import is_rank_zero, worker_threads
 from initlab.pipeline import run
 from initlab.resume import finished_summary
 
@@ -17,6 +17,15 @@ from initlab.resume import finished_summary
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
+    threads = worker_threads(cfg.get("threads"), hc.launcher)
+    if threads:  # parallel workers x threads = cores
+        import torch
+
+        torch.set_num_threads(threads)
+    if cfg.get("vectorize"):  # hydra/sweeper=vectorized: this job trains K runs at once
+        from initlab.vectorized import run_vectorized
+
+        return run_vectorized(cfg)
     multirun = hc.mode == RunMode.MULTIRUN
     done = finished_summary(cfg, hc.runtime.output_dir)
     if done is not None:  # re-running a sweep command on its folder: keep finished jobs
