@@ -197,3 +197,24 @@ def test_diagnostics_split_by_other_swept_keys_and_stale_figures(tmp_path, make_
     names = {p.name for p in (sweep / "plots").iterdir()}
     assert {"signal_propagation_1.png", "signal_propagation_2.png", "mine.png"} <= names
     assert "signal_propagation.png" not in names  # stale figure of an earlier aggregation
+
+
+def test_init_without_any_curve_is_named_in_the_legend(tmp_path, make_run, monkeypatch,
+                                                       png_ok) -> None:
+    legends = []
+    real = plots._legend
+
+    def spy(fig, hues, colors, extra, title):
+        legends.append((list(hues), [h.get_label() for h in extra]))
+        real(fig, hues, colors, extra, title)
+
+    monkeypatch.setattr(plots, "_legend", spy)
+    sweep = tmp_path / "s"
+    for seed in (0, 1):
+        make_run(sweep, seed, init="xavier", seed=seed, task="regression", val=(0.5, 0.3))
+        make_run(sweep, 2 + seed, init="he", seed=seed, task="regression", val=(),
+                 status="diverged")
+    written = plots.plot_all(sweep, collect(sweep))
+    assert png_ok(written["val_loss"])
+    hues, extra = legends[0]
+    assert hues == ["xavier"] and extra == ["he: no epoch recorded (2 diverged)"]

@@ -452,7 +452,9 @@ def summarize(results: pd.DataFrame, keys: SweepKeys | None = None) -> pd.DataFr
     diag = [c for c in frame.columns if is_diag_column(c)]
     values = _numeric(frame, metrics + diag)
     values.loc[~completed, metrics] = np.nan
-    values = values.replace([np.inf, -np.inf], np.nan)
+    # an infinite training metric would swamp a mean; an infinite diagnostic (the
+    # mean-field depth scale at criticality) is a real value and is kept
+    values[metrics] = values[metrics].replace([np.inf, -np.inf], np.nan)
     counts = pd.DataFrame({f"n_{s}": frame["status"].eq(s).astype(int) for s in STATUSES})
     counts.insert(0, "n", 1)
     if "epochs_to_target" in values:

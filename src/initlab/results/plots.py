@@ -238,9 +238,12 @@ def plot_curves(
     status: pd.Series,
     ylabel: str | None = None,
     logy: bool = False,
+    rows: pd.Index | None = None,
 ) -> Path | None:
     """Mean +- std over seeds (completed runs) of ``metric`` per epoch; one panel per
-    facet, one colour per init setting; diverged runs dashed."""
+    facet, one colour per init setting; diverged runs dashed.  ``rows``: the runs this
+    figure is about; init settings among them without any curve get a legend entry that
+    says why (e.g. every run diverged in its first epoch)."""
     data = hist[["row", "epoch", metric]].dropna()
     if data.empty:
         return None
@@ -283,8 +286,15 @@ def plot_curves(
         ax.grid(alpha=0.3)
     extra = [Line2D([], [], color="grey", lw=0.8, ls="--", marker="x", label="diverged run")
              ] if any_div else []
-    _legend(fig, [h for h in layout.hues if h in set(data["hue"])], layout.colors, extra,
-            "init")
+    drawn = set(data["hue"])
+    if rows is not None:
+        hues = layout.hue.loc[rows]
+        for h in [h for h in layout.hues if h in set(hues) and h not in drawn]:
+            counts = status.loc[hues.index[hues == h]].value_counts()
+            why = ", ".join(f"{n} {st}" for st, n in counts.items())
+            extra.append(Line2D([], [], color=layout.colors[h], lw=0.8, ls=":",
+                                label=f"{h}: no epoch recorded ({why})"))
+    _legend(fig, [h for h in layout.hues if h in drawn], layout.colors, extra, "init")
     fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: mean \u00b1 std over seeds",
                  fontsize=10)
     return save_png(fig, path)
@@ -353,7 +363,8 @@ def plot_heatmap(
         cmap = plt.get_cmap("viridis" if higher else "viridis_r").with_extremes(bad="#d0d0d0")
         vmin, vmax = norms.get(task, (0.0, 1.0))
         if vmin == vmax:
-            vmin, vmax = vmin - 0.5, vmax + 0.5
+            pad = 0.1 * abs(vmin) or 0.1
+            vmin, vmax = vmin - pad, vmax + pad
         im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax,
                        aspect="auto")
         fmt = ".3f" if task == "classification" else ".3g"
@@ -515,18 +526,21 @@ def plot_all(
         log.warning("no history.csv with rows in %s: no learning curves", sweep)
     else:
         task = results["task"].astype(object).where(results["task"].notna(), "classification")
-        is_reg = task.loc[hist["row"]].eq("regression").to_numpy()
+        reg_rows = task.eq("regression")
+        known = results.index[attributed(results) & results["status"].ne("incomplete")]
+        is_reg = reg_rows.loc[hist["row"]].to_numpy()
         cls_hist, reg_hist = hist[~is_reg], hist[is_reg]
         if not cls_hist.empty and "val_acc" in cls_hist:
-            attempt("val_acc", lambda: plot_curves(cls_hist, "val_acc", out / "val_acc.png",
-                                                   layout, status))
+            attempt("val_acc", lambda: plot_curves(
+                cls_hist, "val_acc", out / "val_acc.png", layout, status,
+                rows=known[~reg_rows[known]]))
         if not reg_hist.empty:
-            attempt("val_loss", lambda: plot_curves(reg_hist, "val_loss", out / "val_loss.png",
-                                                    layout, status, logy=_positive(reg_hist,
-                                                                                   "val_loss")))
-        attempt("train_loss", lambda: plot_curves(hist, "train_loss", out / "train_loss.png",
-                                                  layout, status,
-                                                  logy=_positive(hist, "train_loss")))
+            attempt("val_loss", lambda: plot_curves(
+                reg_hist, "val_loss", out / "val_loss.png", layout, status,
+                logy=_positive(reg_hist, "val_loss"), rows=known[reg_rows[known]]))
+        attempt("train_loss", lambda: plot_curves(
+            hist, "train_loss", out / "train_loss.png", layout, status,
+            logy=_positive(hist, "train_loss"), rows=known))
     row, col = axes or default_heatmap_axes(results)
     attempt("heatmap", lambda: plot_heatmap(results, out / "heatmap.png", row, col, layout))
     attempt("epochs_to_target",
