@@ -15,6 +15,7 @@ from initlab.initializers import (
 from initlab.initializers.rules import ConstantRule
 
 DETERMINISTIC = {"zeros", "constant", "identity"}
+RESIDUAL_ONLY = {"fixup", "zero_residual"}  # need a model with residual branches
 
 
 def model() -> nn.Sequential:
@@ -38,6 +39,11 @@ def weights(m: nn.Module) -> list[torch.Tensor]:
 def test_seeds_and_global_rng(scheme):
     data = torch.randn(32, 3, 8, generator=torch.Generator().manual_seed(0))
     m = model()
+    if scheme in RESIDUAL_ONLY:
+        from initlab.models.resnet import ResNet
+
+        data = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        m = ResNet((1, 8, 8), 4, nn.ReLU, depth=8)
     torch.manual_seed(1234)
     state = torch.get_rng_state()
     initialize(m, scheme, activation="relu", seed=7, data=data)
