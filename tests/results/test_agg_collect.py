@@ -144,3 +144,44 @@ def test_incomplete_run_config_from_hydra_with_interpolations(tmp_path, make_run
     for col in [c for c in res.columns if c.startswith("cfg.") and c in res]:
         if col not in ("cfg.width_copy", "cfg.out", "cfg.seed"):
             assert str(res.loc[0, col]) == str(res.loc[1, col]), col
+
+
+@pytest.mark.parametrize("case", ["only_empty", "only_failed", "single_run", "mixed_tasks",
+                                  "swept_init_gain"])
+def test_odd_sweeps_do_not_crash(tmp_path, make_run, case) -> None:
+    sweep = tmp_path / case
+    sweep.mkdir()
+    if case == "only_empty":
+        (sweep / "0_a").mkdir()
+        (sweep / "1_b").mkdir()
+    elif case == "only_failed":
+        make_run(sweep, 0, status="failed")
+        make_run(sweep, 1, init="xavier", status="failed")
+    elif case == "single_run":
+        make_run(sweep, 0)
+    elif case == "mixed_tasks":
+        for seed in (0, 1):
+            make_run(sweep, 2 * seed, seed=seed, val=(0.5, 0.9))
+            make_run(sweep, 2 * seed + 1, seed=seed, task="regression", val=(0.9, 0.4))
+    else:
+        n = 0
+        for gain in (0.5, 1.0, 2.0):
+            for seed in (0, 1):
+                make_run(sweep, n, init="he", seed=seed, config={"init.gain": gain},
+                         val=(0.5, 0.8 + gain / 20 + seed / 100))
+                n += 1
+    written = aggregate(sweep)
+    report = written["report"].read_text()
+    res = pd.read_csv(written["results"])
+    assert len(res) == len(run_dirs(sweep))
+    if case == "mixed_tasks":
+        summ = pd.read_csv(written["summary"])
+        assert set(summ["rank_by"]) == {"best_val_acc", "best_val_loss"}
+        assert (summ["rank"] == 1).all()  # one configuration per dataset group
+        assert {"val_acc.png", "val_loss.png"} <= {p.name for p in
+                                                   (sweep / "plots").iterdir()}
+    if case == "swept_init_gain":
+        assert "| 1 | he, init.gain=2.0 |" in report
+        assert "runner-up he, init.gain=1.0" in report
+    if case == "only_failed":
+        assert "No configuration has a completed run" in report
