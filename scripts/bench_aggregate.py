@@ -217,10 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         status = found.results["status"].value_counts().to_dict()
         print(f"  {len(found.results)} rows, {len(summary)} configurations, status {status}")
         if not args.no_plots:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("  %(message)s"))
+            plot_log = logging.getLogger("initlab.results.plots")
+            plot_log.setLevel(logging.INFO)
+            plot_log.addHandler(handler)
+            plot_log.propagate = False
             t0 = time.perf_counter()
             written = plot_all(root, found.results, keys=keys, diagnostics=found.diagnostics)
             t_plots = time.perf_counter() - t0
-            print(f"plots ({', '.join(written)}): {t_plots:.2f} s")
+            print(f"plots, {len(written)} figures: {t_plots:.2f} s")
     return 0
 
 

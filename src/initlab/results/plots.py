@@ -19,6 +19,7 @@ import csv
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -428,14 +429,18 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
                 ax.boxplot([reached], positions=[x], widths=0.5, showfliers=False,
                            medianprops={"color": layout.colors[h]})
             offsets = np.linspace(-0.15, 0.15, len(g)) if len(g) > 1 else np.zeros(1)
-            for off, (i, st) in zip(offsets, g["status"].items(), strict=True):
-                y = e[i] if pd.notna(e[i]) else top
-                div = st == "diverged"
-                any_div |= div
-                any_not |= pd.isna(e[i]) and not div
-                face = layout.colors[h] if pd.notna(e[i]) else "none"
-                ax.plot(x + off, y, ls="none", marker="x" if div else "o", ms=6,
-                        color=layout.colors[h], markerfacecolor=face if not div else None)
+            xs = x + offsets
+            ys = e.fillna(top).to_numpy(dtype=float)
+            div = g["status"].eq("diverged").to_numpy()
+            hit = e.notna().to_numpy()
+            color = layout.colors[h]
+            for mask, marker, face in ((hit & ~div, "o", color), (~hit & ~div, "o", "none"),
+                                       (div, "x", None)):
+                if mask.any():
+                    ax.plot(xs[mask], ys[mask], ls="none", marker=marker, ms=6, color=color,
+                            markerfacecolor=face)
+            any_div |= bool(div.any())
+            any_not |= bool((~hit & ~div).any())
         ax.set_xticks(range(len(hues)), hues, rotation=30, ha="right", fontsize=8)
         ticks = list(range(1, int(top)))
         step = max(1, len(ticks) // 8)
@@ -512,16 +517,20 @@ def plot_all(
     status = results["status"]
 
     def attempt(name: str, fn: Callable[[], Path | None]) -> None:
+        t0 = time.perf_counter()
         try:
             path = fn()
         except Exception as exc:  # noqa: BLE001 - one bad figure must not stop the rest
             log.error("plot %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=True)
             plt.close("all")
             return
+        log.info("plot %s: %.2f s", name, time.perf_counter() - t0)
         if path is not None:
             written[name] = path
 
+    t0 = time.perf_counter()
     hist = load_histories(sweep, results)
+    log.info("read %d history.csv rows: %.2f s", len(hist), time.perf_counter() - t0)
     if hist.empty:
         log.warning("no history.csv with rows in %s: no learning curves", sweep)
     else:
