@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from initlab.results.aggregate import aggregate, run_dirs, status_line
 
     if not run_dirs(sweep):
+        if (sweep / "summary.json").exists() or (sweep / ".hydra").is_dir():
+            parser.error(f"{sweep} is a single run folder, not a sweep folder: give the "
+                         "folder that holds the runs (e.g. its parent, outputs/runs)")
         parser.error(f"{sweep} is not a sweep folder: no run folder in it (a run folder is a "
                      "sub-folder with .hydra/ or summary.json)")
     try:

@@ -45,6 +45,9 @@ def test_cli_errors_are_clear(tmp_path, basic_sweep) -> None:
     (empty / "stuff" / "notes.txt").write_text("x")
     proc = _run(str(empty))
     assert proc.returncode == 2 and "is not a sweep folder" in proc.stderr
+    run = next(p for p in basic_sweep.iterdir() if p.name.startswith("0_"))
+    proc = _run(str(run))
+    assert proc.returncode == 2 and "is a single run folder" in proc.stderr
     proc = _run(str(basic_sweep), "--no-plots", "--heatmap-axes", "init", "nope")
     assert proc.returncode == 0  # no plots: the axes are not used
     proc = _run(str(basic_sweep), "--heatmap-axes", "init", "nope")
