@@ -28,9 +28,17 @@ def count_jobs(config: DictConfig) -> int | None:
         return None
 
 
+def _fmt(label: str, value: Any) -> str:
+    return f", {label} {value:.4f}" if isinstance(value, (int, float)) else ""
+
+
 class AggregateSweep(Callback):
-    def __init__(self, plots: bool = True) -> None:
+    """``hydra.callbacks.aggregate.plots=false`` skips the figures;
+    ``hydra.callbacks.aggregate.heatmap_axes=[init,model.depth]`` picks the heatmap's axes."""
+
+    def __init__(self, plots: bool = True, heatmap_axes: list[str] | None = None) -> None:
         self.plots = plots
+        self.heatmap_axes = list(heatmap_axes) if heatmap_axes else None
         self.total: int | None = None
         self.done = 0
 
@@ -44,29 +52,38 @@ class AggregateSweep(Callback):
         self.done += 1
         if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
             s = job_return.return_value
-            status, best = s.get("status", "?"), s.get("best_val_acc")
+            status = s.get("status", "?")
             if s.get("skipped"):
                 status = f"{status} (already finished, skipped)"
+            if s.get("task") == "regression":
+                best_s = _fmt("best val loss", s.get("best_val_loss"))
+            else:
+                best_s = _fmt("best val acc", s.get("best_val_acc"))
         else:
-            status, best = "failed", None
-        best_s = f"{best:.4f}" if isinstance(best, float) else "-"
+            status, best_s = "failed", ""
         total = self.total if self.total else "?"
         overrides = " ".join(job_return.overrides or []) or "(defaults)"
-        print(f"[job {config.hydra.job.num + 1}/{total}] {overrides}: {status}, "
-              f"best val acc {best_s}", flush=True)
+        print(f"[job {config.hydra.job.num + 1}/{total}] {overrides}: {status}{best_s}",
+              flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from initlab.results.aggregate import aggregate, collect, status_line
+        import pandas as pd
+
+        from initlab.results.aggregate import aggregate, status_line
 
         sweep = Path(config.hydra.sweep.dir)
-        written = aggregate(sweep, plots=self.plots)
-        results = collect(sweep)
+        try:
+            written = aggregate(sweep, plots=self.plots, axes=self.heatmap_axes)
+        except ValueError as exc:  # an unknown heatmap axis: keep the default ones
+            log.warning("%s; using the default heatmap axes", exc)
+            written = aggregate(sweep, plots=self.plots)
+        results = pd.read_csv(written["results"])
         print(status_line(results))
         print(f"results: {written['results']}")
         print(f"summary: {written['summary']}")
         if "plots" in written:
             print(f"plots:   {written['plots']}/")
-        print(f"report:  {sweep / 'report.md'}")
+        print(f"report:  {written.get('report', sweep / 'report.md')}")
         print(f"browse:  tensorboard --logdir {config.paths.output_root}")
         failed = int((results["status"] == "failed").sum()) if len(results) else 0
         if failed:
