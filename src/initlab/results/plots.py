@@ -524,13 +524,13 @@ def plot_all(
             log.error("plot %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=True)
             plt.close("all")
             return
-        log.info("plot %s: %.2f s", name, time.perf_counter() - t0)
+        log.debug("plot %s: %.2f s", name, time.perf_counter() - t0)
         if path is not None:
             written[name] = path
 
     t0 = time.perf_counter()
     hist = load_histories(sweep, results)
-    log.info("read %d history.csv rows: %.2f s", len(hist), time.perf_counter() - t0)
+    log.debug("read %d history.csv rows: %.2f s", len(hist), time.perf_counter() - t0)
     if hist.empty:
         log.warning("no history.csv with rows in %s: no learning curves", sweep)
     else:
