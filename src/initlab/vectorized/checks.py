@@ -1,0 +1,88 @@
+"""What a vectorized job can train; refusals name the config key and what is allowed.
+
+Checked by the sweeper before any job starts (on the composed config of each job) and
+again by the job itself. Imports no torch, so the sweeper stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+# Model classes whose forward is a plain function of (parameters, buffers, input):
+# torch.func.vmap runs K of them as one batched model.
+SUPPORTED_MODELS = {
+    "initlab.models.mlp.MLP": "mlp",
+    "initlab.models.MLP": "mlp",
+    "initlab.models.cnn.CNN": "cnn",
+    "initlab.models.CNN": "cnn",
+}
+# Optimizers whose update of each tensor element depends only on that element's own
+# gradient history: one optimizer over the stacked (K, ...) tensors then equals K
+# separate optimizers.
+ELEMENTWISE_OPTIMIZERS = {
+    f"torch.optim.{name}"
+    for name in ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
+                 "Adadelta", "Rprop")
+}
+# trainer.* keys the vectorized loop implements (the others would be silently ignored).
+TRAINER_KEYS = {
+    "max_epochs", "max_steps", "accelerator", "devices", "precision", "log_every_n_steps",
+    "deterministic", "gradient_clip_val", "gradient_clip_algorithm", "checkpoint",
+    "benchmark", "enable_progress_bar", "enable_model_summary", "num_sanity_val_steps",
+}
+PRECISIONS = {32, "32", "32-true"}
+ACCELERATORS = {"cpu", "gpu", "cuda", "auto"}
+HINT = "or run this sweep without hydra/sweeper=vectorized (one job per run)"
+
+
+class VectorizeError(ValueError):
+    """A configuration the vectorized sweeper cannot train as one job."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise VectorizeError(
+        f"{key}={value!r} cannot be vectorized (hydra/sweeper=vectorized): allowed {allowed}; "
+        f"{HINT}"
+    )
+
+
+def check_supported(cfg: DictConfig, model_choice: str | None = None) -> None:
+    """Raise ``VectorizeError`` if ``cfg`` (one member's config) cannot be vectorized."""
+    target = str(cfg.model.get("_target_", "?"))
+    if target not in SUPPORTED_MODELS:
+        name = model_choice or target.rsplit(".", 1)[-1].lower()
+        _fail("model", name, f"model=mlp or model=cnn (got {target})")
+    trainer = cfg.get("trainer") or {}
+    for key in trainer:
+        if key not in TRAINER_KEYS:
+            _fail(f"trainer.{key}", trainer.get(key),
+                  f"trainer keys: {', '.join(sorted(TRAINER_KEYS))}")
+    steps = trainer.get("max_steps", -1)
+    if steps not in (None, -1):
+        _fail("trainer.max_steps", steps, "-1 (train for trainer.max_epochs)")
+    if trainer.get("precision", 32) not in PRECISIONS:
+        _fail("trainer.precision", trainer.get("precision"), "32-true")
+    accel = str(trainer.get("accelerator", "cpu"))
+    if accel not in ACCELERATORS:
+        _fail("trainer.accelerator", accel, ", ".join(sorted(ACCELERATORS)))
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, (list, tuple, ListConfig)):
+        one_device = len(devices) == 1
+    else:
+        one_device = devices in (1, "1", "auto", None)
+    if not one_device:
+        _fail("trainer.devices", devices, "1 (all members share one device)")
+    if trainer.get("checkpoint", False):
+        _fail("trainer.checkpoint", True, "false (a rerun of the sweep skips finished members)")
+    clip_algo = trainer.get("gradient_clip_algorithm") or "norm"
+    if clip_algo not in ("norm", "value"):
+        _fail("trainer.gradient_clip_algorithm", clip_algo, "norm, value")
+    opt = str(cfg.optimizer.get("_target_", "?"))
+    if opt not in ELEMENTWISE_OPTIMIZERS:
+        _fail("optimizer", opt, "element-wise torch.optim optimizers: " + ", ".join(
+            sorted(o.rsplit(".", 1)[-1] for o in ELEMENTWISE_OPTIMIZERS)))
+    for key in ("scheduler", "lr_scheduler"):
+        if cfg.get(key):
+            _fail(key, "set", "no learning-rate scheduler")

@@ -1,0 +1,109 @@
+"""The sweeper side: how a sweep's runs become vectorized jobs (no training here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from initlab.vectorized.grouping import (
+    JOB_DIR,
+    VECTORIZE_KEY_OVERRIDE,
+    decode_members,
+    encode_members,
+    group_jobs,
+    is_member_key,
+    override_key,
+    quote,
+)
+from initlab.vectorized.sweeper import VectorizedSweeper
+from initlab.vectorized.sweeper import expand as expand_overrides
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def expand(*args: str) -> list[list[str]]:
+    """The runs of a command line (the sweeper's expansion)."""
+    return expand_overrides(OverridesParser.create().parse_overrides(list(args)))
+
+
+def test_expansion_is_the_basic_sweepers() -> None:
+    line = ["init=xavier,he", "init.std=1e3,0.01", "seed=range(0,3)", "activation=relu,tanh",
+            "+foo='a b'", "model.channels=[8,16]", "~init.gain", "lr=choice(0.1,0.2)"]
+    parsed = OverridesParser.create().parse_overrides(line)
+    assert expand_overrides(parsed) == BasicSweeper.split_arguments(parsed, None)[0]
+
+
+def test_override_keys_and_member_keys() -> None:
+    assert override_key("+init.std=3") == "init.std"
+    assert override_key("~init.gain") == "init.gain"
+    assert override_key("init@x=he") == "init"
+    assert is_member_key("init") and is_member_key("init.std") and is_member_key("seed")
+    assert not is_member_key("initial") and not is_member_key("activation")
+    assert not is_member_key("seeds")
+
+
+def test_runs_differing_in_init_and_seed_share_one_job() -> None:
+    runs = expand("init=xavier,he", "seed=0,1", "activation=relu,tanh", "model.depth=2")
+    jobs = group_jobs(runs)
+    assert len(runs) == 8 and len(jobs) == 2  # activation makes the jobs
+    for job in jobs:
+        assert len(job.members) == 4
+        assert "model.depth=2" in job.shared
+        assert sum(o.startswith("activation=") for o in job.shared) == 1
+        for num, own in job.members:
+            # run numbers are the basic sweeper's job numbers of those runs
+            assert sorted(runs[num]) == sorted([*job.shared, *own])
+            assert {o.split("=")[0] for o in own} == {"init", "seed"}
+    assert sorted(n for j in jobs for n, _ in j.members) == list(range(8))
+
+
+def test_init_parameters_are_member_keys() -> None:
+    jobs = group_jobs(expand("init=random", "init.std=1e3,0.01", "seed=0,1"))
+    assert len(jobs) == 1 and len(jobs[0].members) == 4
+
+
+def test_max_members_splits_a_group() -> None:
+    jobs = group_jobs(expand("seed=range(0,10)"), max_members=4)
+    assert [len(j.members) for j in jobs] == [4, 4, 2]
+    with pytest.raises(ValueError, match="max_members"):
+        group_jobs(expand("seed=0,1"), max_members=0)
+
+
+def test_custom_member_keys_only_narrow_the_defaults() -> None:
+    jobs = group_jobs(expand("init=xavier,he", "seed=0,1"), member_keys=["init"])
+    assert len(jobs) == 2  # seeds now make separate jobs
+    with pytest.raises(ValueError, match="member_keys"):
+        VectorizedSweeper(member_keys=["optimizer.lr"])
+
+
+@pytest.mark.parametrize("text", ["a\\b", "a\\", "it's", "a\\'b", "+x='a b'", "${y}", "[1,2]"])
+def test_quote_round_trips_through_hydra(text: str) -> None:
+    value = OverridesParser.create().parse_overrides([f"k={quote(text)}"])[0].value()
+    assert value == text
+
+
+def test_job_overrides_carry_the_members() -> None:
+    job = group_jobs(expand("init=xavier,he", "seed=0", "+foo='a b'"))[0]
+    overrides = job.overrides(3)
+    assert f"hydra.sweep.subdir='{JOB_DIR}/3'" in overrides
+    members_ov = next(o for o in overrides if o.startswith(VECTORIZE_KEY_OVERRIDE))
+    parsed = OverridesParser.create().parse_overrides([members_ov])[0]
+    assert decode_members(parsed.value()) == job.members
+    assert encode_members([(0, ["seed=1"])]) == "[{num:0,overrides:['seed=1']}]"
+
+
+def test_the_sweeper_is_a_discoverable_hydra_plugin() -> None:
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
+    assert "hydra_plugins.initlab_vectorized.VectorizedSweeper" in found
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/sweeper=vectorized"],
+                      return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.initlab_vectorized.VectorizedSweeper"
+    assert list(cfg.hydra.sweeper.member_keys) == ["init", "seed"]
