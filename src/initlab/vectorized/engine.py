@@ -1,0 +1,312 @@
+"""K models of one architecture trained at once: stacked weights + ``torch.func.vmap``.
+
+Every parameter and buffer is stacked along a new leading member axis (K, ...). The
+forward pass of all members is ``vmap(functional_call(base, ...))``; the loss that is
+back-propagated is the SUM over members of each member's mean loss, so each member's
+slice of a stacked gradient is exactly that member's own gradient. One ``torch.optim``
+optimizer over the stacked tensors then equals K separate optimizers for element-wise
+optimizers (SGD, Adam, ...: ``checks.ELEMENTWISE_OPTIMIZERS``).
+
+Per-member semantics follow the ordinary Lightning pipeline (``initlab.module`` +
+``initlab.callbacks``): each member walks its own seed's batch order, gradient clipping
+is per member, a member whose training loss is NaN/inf (or above ``max_loss``) is
+frozen (its parameters and buffers stop changing; the others go on), and the logged
+numbers are Lightning's:
+``train/loss_epoch`` is the batch-size-weighted mean of the step losses, accuracies are
+micro accuracies over the epoch, val/test losses batch-size-weighted means.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+# Evaluation works on K x chunk examples at once; chunks are cut so that K * chunk stays
+# below this (an eval batch is split, which only changes float summation order).
+EVAL_EXAMPLES = 65_536
+
+
+class StackedModel:
+    """K copies of one architecture as stacked tensors; called like the model, with a
+    leading member axis on the output: ``(K, B, ...)``."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device | str = "cpu") -> None:
+        if not models:
+            raise ValueError("StackedModel needs at least one model")
+        params, buffers = stack_module_state(list(models))
+        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+        self.buffers = {k: v.detach().to(device) for k, v in buffers.items()}
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.k = len(models)
+
+    def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def __call__(self, x: Tensor, shared: bool = False) -> Tensor:
+        """``x``: (K, B, ...) one batch per member, or (B, ...) for all when ``shared``."""
+        return vmap(self._one, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+
+    def train(self, mode: bool = True) -> None:
+        self.base.train(mode)
+
+    def state(self) -> dict[str, Tensor]:
+        """Every stacked tensor (parameters, then buffers) by name."""
+        return {**self.params, **self.buffers}
+
+    def member_state_dict(self, k: int) -> dict[str, Tensor]:
+        """Member ``k``'s weights as an ordinary ``state_dict`` of the architecture."""
+        return {name: t[k].detach().clone() for name, t in self.state().items()}
+
+
+def loss_function(task: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The per-example-batch loss of ``InitStudyModule`` (mean over the batch)."""
+    return F.cross_entropy if task == "classification" else F.mse_loss
+
+
+def member_batches(x: Tensor, y: Tensor, batchers: Sequence[Any], epoch: int
+                   ) -> Iterator[tuple[Tensor, Tensor]]:
+    """Per-member batches (K, B, ...) of ``epoch``: member k's batch i is batch i of
+    ``batchers[k]`` (``TensorBatcher(x, y, seed=member seed, shuffle=True)``)."""
+    n_batches = len(batchers[0])
+    if all(getattr(b, "transform", None) is None for b in batchers):
+        order = torch.stack([b.order(epoch) for b in batchers])  # (K, N): one gather a step
+        bs = batchers[0].batch_size
+        for i in range(n_batches):
+            sel = order[:, i * bs : (i + 1) * bs]
+            yield x[sel], y[sel]
+        return
+    # a random batch transform (augmentation): iterate each member's own batcher so that
+    # its augmentation generator runs exactly as in an ordinary run
+    for b in batchers:
+        b.set_epoch(epoch)
+    for pairs in zip(*batchers, strict=True):
+        yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+@dataclass
+class MemberLog:
+    """What one member produced: history rows, divergence, test metrics."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    diverged: tuple[int, int, float] | None = None  # (step, epoch, loss value)
+    test: dict[str, float] = field(default_factory=dict)
+
+
+class VectorizedTrainer:
+    """The training loop of K stacked members (see the module docstring).
+
+    ``loggers[k]`` is member k's Lightning logger (or None); it receives the same tags at
+    the same steps as an ordinary run: ``train/loss_step`` every ``log_every_n_steps``,
+    ``train/loss_epoch``, ``train/acc``, ``val/loss``, ``val/acc`` at each epoch end,
+    ``test/*`` after training, and ``epoch``.
+    """
+
+    def __init__(
+        self,
+        model: StackedModel,
+        optimizer: torch.optim.Optimizer,
+        task: str = "classification",
+        loggers: Sequence[Any] | None = None,
+        log_every_n_steps: int = 50,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        max_loss: float | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.task = task
+        self.classification = task == "classification"
+        self.loss = loss_function(task)
+        self.loggers = list(loggers) if loggers is not None else [None] * model.k
+        self.log_every_n_steps = max(int(log_every_n_steps or 1), 1)
+        self.clip_val = gradient_clip_val
+        self.clip_algorithm = gradient_clip_algorithm or "norm"
+        self.max_loss = max_loss
+        self.logs = [MemberLog() for _ in range(model.k)]
+        self.global_step = 0
+        self.epochs_done = 0
+        self.fit_time_s = 0.0
+        device = next(iter(model.params.values())).device
+        self.frozen = torch.zeros(model.k, dtype=torch.bool, device=device)
+        self._snapshot: dict[str, Tensor] = {}
+
+    # ------------------------------------------------------------------ divergence
+    def _freeze(self, mask: Tensor) -> None:
+        """Keep the current values of the members in ``mask`` from now on."""
+        for name, t in self.model.state().items():
+            if name not in self._snapshot:
+                self._snapshot[name] = t.detach().clone()
+            else:
+                self._snapshot[name][mask] = t.detach()[mask]
+        self.frozen |= mask
+
+    def _restore_frozen(self) -> None:
+        idx = self.frozen.nonzero().squeeze(1)
+        with torch.no_grad():
+            for name, t in self.model.state().items():
+                t[idx] = self._snapshot[name][idx]
+
+    # ------------------------------------------------------------------ gradients
+    def _clip_gradients(self) -> None:
+        grads = [p.grad for p in self.model.params.values() if p.grad is not None]
+        if not self.clip_val or not grads:
+            return
+        if self.clip_algorithm == "value":
+            for g in grads:
+                g.clamp_(-self.clip_val, self.clip_val)
+            return
+        # torch.nn.utils.clip_grad_norm_ per member: the 2-norm over all of its gradients
+        sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+        coef = (self.clip_val / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, k: int, metrics: dict[str, float], step: int) -> None:
+        logger = self.loggers[k]
+        if logger is not None:
+            logger.log_metrics(metrics, step=step)
+
+    # ------------------------------------------------------------------ loops
+    def evaluate(self, x: Tensor, y: Tensor, batch_size: int) -> tuple[Tensor, Tensor | None]:
+        """Per-member (loss, accuracy) on a shared split, in eval mode."""
+        k = self.model.k
+        chunk = max(1, min(batch_size, EVAL_EXAMPLES // k))
+        self.model.train(False)
+        loss_sum = torch.zeros(k, device=x.device)
+        correct = torch.zeros(k, device=x.device)
+        with torch.no_grad():
+            # sum over chunks of (chunk mean x chunk size) = Lightning's batch-size-weighted
+            # mean over eval batches, whatever the chunking
+            for i in range(0, len(x), chunk):
+                xb, yb = x[i : i + chunk], y[i : i + chunk]
+                out = self.model(xb, shared=True)
+                loss_sum += vmap(self.loss, in_dims=(0, None))(out, yb) * len(xb)
+                if self.classification:
+                    correct += (out.argmax(-1) == yb).sum(-1)
+        n = max(len(x), 1)
+        return loss_sum / n, (correct / n if self.classification else None)
+
+    def fit(
+        self,
+        train: tuple[Tensor, Tensor],
+        batchers: Sequence[Any],
+        val: tuple[Tensor, Tensor],
+        eval_batch_size: int,
+        max_epochs: int,
+        on_epoch: Callable[[int, VectorizedTrainer], None] | None = None,
+    ) -> None:
+        """Train all members for ``max_epochs`` (or until every member diverged)."""
+        x, y = train
+        k = self.model.k
+        t0 = time.perf_counter()
+        for epoch in range(max_epochs):
+            if bool(self.frozen.all()):
+                break
+            self.model.train(True)
+            loss_sum = torch.zeros(k, device=x.device)
+            correct = torch.zeros(k, device=x.device)
+            seen = 0
+            for xb, yb in member_batches(x, y, batchers, epoch):
+                out = self.model(xb)
+                losses = vmap(self.loss)(out, yb)
+                active = ~self.frozen
+                total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                values = losses.detach()
+                bad = ~torch.isfinite(values)
+                if self.max_loss is not None:
+                    bad |= values > self.max_loss
+                bad &= active
+                if bool(bad.any()):
+                    for j in bad.nonzero().flatten().tolist():
+                        # as DivergenceGuard: the step count includes the failing step
+                        self.logs[j].diverged = (self.global_step + 1, epoch, float(values[j]))
+                    self._freeze(bad)  # before the step: the member keeps its last weights
+                self._clip_gradients()
+                self.optimizer.step()
+                if bool(self.frozen.any()):
+                    self._restore_frozen()
+                n = xb.shape[1]
+                loss_sum += values * n
+                if self.classification:
+                    correct += (out.detach().argmax(-1) == yb).sum(-1)
+                seen += n
+                if (self.global_step + 1) % self.log_every_n_steps == 0:
+                    self._log_step(values, epoch)
+                self.global_step += 1
+            train_loss = (loss_sum / max(seen, 1)).tolist()
+            train_acc = (correct / max(seen, 1)).tolist() if self.classification else None
+            val_loss, val_acc = self.evaluate(*val, eval_batch_size)
+            self._end_epoch(epoch, train_loss, train_acc, val_loss.tolist(),
+                            val_acc.tolist() if val_acc is not None else None,
+                            time.perf_counter() - t0)
+            self.epochs_done = epoch + 1
+            if on_epoch is not None:
+                on_epoch(epoch, self)
+        self.fit_time_s = time.perf_counter() - t0
+
+    def _log_step(self, values: Tensor, epoch: int) -> None:
+        vals = values.tolist()
+        for j in range(self.model.k):
+            if not bool(self.frozen[j]) and math.isfinite(vals[j]):
+                self._log(j, {"train/loss_step": vals[j], "epoch": float(epoch)}, self.global_step)
+
+    def _end_epoch(
+        self,
+        epoch: int,
+        train_loss: list[float],
+        train_acc: list[float] | None,
+        val_loss: list[float],
+        val_acc: list[float] | None,
+        elapsed: float,
+    ) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        frozen = self.frozen.tolist()
+        for j in range(self.model.k):
+            if frozen[j]:
+                continue  # a diverged run records no epoch it did not finish
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step,
+                                   "train_loss": train_loss[j]}
+            if train_acc is not None:
+                row["train_acc"] = train_acc[j]
+            row["val_loss"] = val_loss[j]
+            if val_acc is not None:
+                row["val_acc"] = val_acc[j]
+            row["lr"] = lr
+            row["time_s"] = round(elapsed, 4)
+            self.logs[j].history.append(row)
+            metrics = {"val/loss": val_loss[j]}
+            if val_acc is not None:
+                metrics["val/acc"] = val_acc[j]
+            metrics["train/loss_epoch"] = train_loss[j]
+            if train_acc is not None:
+                metrics["train/acc"] = train_acc[j]
+            metrics["epoch"] = float(epoch)
+            self._log(j, metrics, self.global_step - 1)
+
+    def test(self, x: Tensor, y: Tensor, batch_size: int) -> None:
+        """Test every member that did not diverge (as ``trainer.test`` after fit)."""
+        loss, acc = self.evaluate(x, y, batch_size)
+        frozen = self.frozen.tolist()
+        for j in range(self.model.k):
+            if frozen[j]:
+                continue
+            self.logs[j].test = {"test_loss": float(loss[j])}
+            if acc is not None:
+                self.logs[j].test["test_acc"] = float(acc[j])
+            metrics = {"test/loss": float(loss[j])}
+            if acc is not None:
+                metrics["test/acc"] = float(acc[j])
+            metrics["epoch"] = float(self.epochs_done)
+            self._log(j, metrics, self.global_step)

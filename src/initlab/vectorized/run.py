@@ -1,0 +1,389 @@
+"""One vectorized job: K member runs -> K ordinary run folders.
+
+``train_members`` trains given member configs (Hydra-free: tests and benchmarks call it);
+``run_vectorized`` is what train.py calls for a job of ``hydra/sweeper=vectorized``: it
+composes each member's config, picks its run folder in the sweep folder (named as the
+basic sweeper would name that run's job folder), skips members already finished and
+hands the rest to ``train_members``.
+
+Each member's folder holds what ``initlab.pipeline.run`` writes (``summary.json`` of the
+same shape, ``history.csv`` with the same columns, TensorBoard events with the same
+tags, hparams) plus ``.hydra/`` with its own config, so aggregation, resume and plots
+treat it as any run. Differences, stated in the summary: ``wall_time_s``, ``fit_time_s``
+and ``ms_per_step`` are the job's times divided by the K members trained together
+(``vectorized_k``, ``job_wall_time_s``, ``wall_time_basis``), and the training-time
+diagnostics callback does not run (the init probe does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from initlab.config import AXES, run_name, study_config, validate
+from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
+from initlab.vectorized.checks import VectorizeError, check_supported
+from initlab.vectorized.grouping import (
+    DEFAULT_MEMBER_KEYS,
+    JOB_DIR,
+    VECTORIZE_KEY,
+    decode_members,
+    is_member_key,
+    override_key,
+)
+
+log = logging.getLogger("initlab.vectorized")
+WALL_TIME_BASIS = "job time / vectorized_k (vectorized_k runs were trained at once)"
+
+
+@dataclass
+class Member:
+    """One run of a vectorized job."""
+
+    cfg: DictConfig  # the run's composed config (no hydra node)
+    output_dir: Path
+    choices: dict[str, str] | None = None  # config group choices (init=he, ...)
+    overrides: list[str] = field(default_factory=list)  # the run's task overrides
+    hydra_cfg: DictConfig | None = None  # written to <output_dir>/.hydra/hydra.yaml
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg.seed)
+
+
+def _device(cfg: DictConfig) -> str:
+    import torch
+
+    accel = str(cfg.trainer.get("accelerator", "cpu"))
+    if accel in ("gpu", "cuda"):
+        return "cuda"
+    if accel == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def _shared_view(cfg: DictConfig, member_keys: Sequence[str]) -> dict[str, Any]:
+    return {k: v for k, v in study_config(cfg).items() if not is_member_key(k, member_keys)}
+
+
+def check_members(members: Sequence[Member]) -> None:
+    """Members must agree on everything but ``init*`` and ``seed`` (same model, data and
+    training): only the initial weights and the batch order may differ between stacked
+    members, whatever ``hydra.sweeper.member_keys`` says."""
+    member_keys = DEFAULT_MEMBER_KEYS
+    ref = _shared_view(members[0].cfg, member_keys)
+    for m in members[1:]:
+        other = _shared_view(m.cfg, member_keys)
+        for key in sorted(set(ref) | set(other)):
+            if ref.get(key) != other.get(key):
+                raise VectorizeError(
+                    f"the runs of one vectorized job must differ only in "
+                    f"{', '.join(member_keys)}; {key} is {ref.get(key)!r} in one run and "
+                    f"{other.get(key)!r} in another")
+
+
+def _sample_batch(dm: Any, n: int, seed: int) -> Any:
+    """``dm.sample_batch(n)`` as the datamodule of a run with ``seed`` would draw it."""
+    old = dm.seed
+    dm.seed = seed
+    try:
+        return dm.sample_batch(n)
+    finally:
+        dm.seed = old
+
+
+def _probe(model: Any, dm: Any, seed: int, diag: Any, activation: str | None, logger: Any
+           ) -> Any:
+    """Run the ordinary pipeline's ``InitProbe`` on one member's initialized model, as
+    Lightning would at fit start (the datamodule drawing with the member's seed)."""
+    from types import SimpleNamespace
+
+    from initlab.callbacks import InitProbe
+
+    cb = InitProbe(
+        diag.get("probe_batch_size", 256),
+        jacobian=diag.get("jacobian", False),
+        jacobian_examples=diag.get("jacobian_examples", 8),
+        activation=activation,
+    )
+    data = SimpleNamespace(sample_batch=lambda n: _sample_batch(dm, n, seed))
+    trainer = SimpleNamespace(global_step=0, ckpt_path=None, datamodule=data, logger=logger,
+                              is_global_zero=True)
+    module = SimpleNamespace(model=model, device=next(model.parameters()).device)
+    cb.on_fit_start(trainer, module)  # type: ignore[arg-type]
+    return cb
+
+
+def _fail(summary: dict[str, Any], exc: BaseException) -> None:
+    from initlab.pipeline import _root_error
+
+    root = _root_error(exc)
+    summary.update(status="failed", error_type=type(root).__name__, error=str(root),
+                   traceback="".join(traceback.format_exception(exc)))
+
+
+def _write_hydra_dir(m: Member) -> None:
+    hydra_dir = m.output_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(m.cfg, hydra_dir / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(m.overrides)), hydra_dir / "overrides.yaml")
+    if m.hydra_cfg is not None:
+        OmegaConf.save(OmegaConf.create({"hydra": m.hydra_cfg}), hydra_dir / "hydra.yaml")
+
+
+def train_members(members: Sequence[Member], job: str | None = None) -> list[dict[str, Any]]:
+    """Train ``members`` as one stacked model; write each member's run folder; return
+    their summaries (in order). Never raises for a failing member or job: failures are
+    recorded in the summaries, as ``initlab.pipeline.run`` does."""
+    import pytorch_lightning as pl
+    import torch
+    from hydra.utils import instantiate
+
+    from initlab.data.batcher import TensorBatcher
+    from initlab.models.activations import activation_factory
+    from initlab.pipeline import _choices, _log_hparams, _metrics, quiet_libraries
+    from initlab.vectorized.engine import StackedModel, VectorizedTrainer
+
+    quiet_libraries()
+    t0 = time.perf_counter()
+    k_all = len(members)
+    summaries: list[dict[str, Any]] = []
+    loggers: list[Any] = [None] * k_all
+    probes: list[Any] = [None] * k_all  # InitProbe callbacks that ran
+    for m in members:
+        m.output_dir.mkdir(parents=True, exist_ok=True)
+        choices = _choices(m.cfg, m.choices)
+        summaries.append({
+            "status": "running",
+            "run_name": m.cfg.get("run_name") or run_name(choices, m.cfg.seed, m.overrides),
+            **{axis: choices.get(axis) for axis in AXES if axis != "seed"},
+            "seed": m.cfg.seed,
+            "overrides": list(m.overrides),
+            "config": study_config(m.cfg),
+        })
+        _write_hydra_dir(m)
+    trainer: VectorizedTrainer | None = None
+    live: list[int] = []  # indices of the members in the stacked model
+    task = "classification"
+    try:
+        if not members:
+            return []
+        for m in members:
+            validate(m.cfg)
+            check_supported(m.cfg, (m.choices or {}).get("model"))
+        check_members(members)
+        cfg = members[0].cfg
+        diag = cfg.get("diagnostics") or {}
+        if diag.get("callback"):
+            log.info("vectorized job: the training-time diagnostics callback is not run "
+                     "(the init probe is)")
+            for s in summaries:
+                s["vectorized_skipped"] = "diagnostics.callback"
+        device = _device(cfg)
+        dm = instantiate(cfg.dataset, seed=cfg.seed)
+        if hasattr(dm, "check_available"):
+            dm.check_available()
+        dm.prepare()
+        if not isinstance(getattr(dm, "splits", None), dict) or "train" not in dm.splits:
+            raise VectorizeError(
+                f"dataset={type(dm).__name__} does not hold its data in memory "
+                "(InMemoryDataModule); hydra/sweeper=vectorized needs an in-memory data set")
+        task = dm.task
+        act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
+        act_name = act_cfg.get("name")
+        make_act = activation_factory(**act_cfg)
+        models = []
+        for i, m in enumerate(members):
+            s = summaries[i]
+            try:
+                pl.seed_everything(m.seed, workers=True, verbose=False)
+                model = instantiate(m.cfg.model, input_shape=tuple(dm.input_shape),
+                                    num_outputs=dm.num_outputs, activation=make_act)
+                initializer = instantiate(m.cfg.init)
+                data = None
+                if getattr(initializer, "needs_data", False):
+                    data = _sample_batch(dm, 256, m.seed)[0]  # InitStudyModule.init_batch_size
+                initializer(model, activation=make_act(), data=data, seed=m.seed)
+                s["task"] = dm.task
+                s["data"] = dm.describe()
+                s["n_params"] = sum(p.numel() for p in model.parameters())
+                s["torch_threads"] = torch.get_num_threads()
+                if m.cfg.get("logger") and m.cfg.logger.get("_target_"):
+                    loggers[i] = instantiate(m.cfg.logger, save_dir=str(m.output_dir),
+                                             version=s["run_name"])
+                if diag.get("probe", False):
+                    probes[i] = _probe(model, dm, m.seed, diag, act_name, loggers[i])
+                models.append(model)
+                live.append(i)
+            except Exception as exc:  # noqa: BLE001 - this member failed, the others go on
+                _fail(s, exc)
+                log.error("run %s failed at init: %s", s["run_name"], s["error"])
+        if live:
+            stacked = StackedModel(models, device=device)
+            optimizer = instantiate(cfg.optimizer)(list(stacked.params.values()))
+            tcfg = cfg.trainer
+            trainer = VectorizedTrainer(
+                stacked, optimizer, task=dm.task, loggers=[loggers[i] for i in live],
+                log_every_n_steps=tcfg.get("log_every_n_steps", 50),
+                gradient_clip_val=tcfg.get("gradient_clip_val"),
+                gradient_clip_algorithm=tcfg.get("gradient_clip_algorithm") or "norm",
+                max_loss=cfg.get("max_loss"),
+            )
+            x_tr, y_tr = (t.to(device) for t in dm.splits["train"])
+            batchers = [TensorBatcher(x_tr, y_tr, dm.batch_size, shuffle=True,
+                                      seed=members[i].seed, transform=dm.train_transform)
+                        for i in live]
+            val = tuple(t.to(device) for t in dm.splits["val"])
+
+            # Lightning's default when max_epochs is null (and max_steps -1)
+            max_epochs = 1000 if tcfg.get("max_epochs") is None else int(tcfg.max_epochs)
+
+            def progress(epoch: int, tr: VectorizedTrainer) -> None:
+                n_active = int((~tr.frozen).sum())
+                log.info("epoch %d/%d: %d of %d runs training", epoch + 1, max_epochs,
+                         n_active, tr.model.k)
+
+            trainer.fit((x_tr, y_tr), batchers, val, dm.eval_batch_size, max_epochs,
+                        on_epoch=progress)
+            if "test" in dm.splits:
+                trainer.test(*(t.to(device) for t in dm.splits["test"]), dm.eval_batch_size)
+    except Exception as exc:  # noqa: BLE001 - a failing job is recorded, never fatal
+        for s in summaries:
+            if s["status"] == "running":
+                _fail(s, exc)
+        log.error("vectorized job failed: %s: %s", type(exc).__name__, exc)
+    wall = time.perf_counter() - t0
+    k = max(k_all, 1)
+    for pos, i in enumerate(live if trainer is not None else []):
+        s = summaries[i]
+        mlog = trainer.logs[pos]
+        if mlog.diverged is not None and s["status"] == "running":
+            step, epoch, value = mlog.diverged
+            s.update(status="diverged", diverged_step=step, diverged_epoch=epoch,
+                     error=f"training loss became {value} at step {step} (epoch {epoch})")
+        elif s["status"] == "running":
+            s["fit_time_s"] = trainer.fit_time_s / k
+            s["steps"] = trainer.global_step
+            if s["steps"]:
+                s["ms_per_step"] = 1000 * s["fit_time_s"] / s["steps"]
+            s.update(mlog.test)
+            s["status"] = "completed"
+    histories = {i: trainer.logs[pos].history for pos, i in enumerate(live)} if trainer else {}
+    for i, (m, s) in enumerate(zip(members, summaries, strict=True)):
+        rows = histories.get(i, [])
+        s.update(_metrics(rows, m.cfg.get("target_metric"), task))
+        s["history"] = HISTORY_FILE
+        if probes[i] is not None and probes[i].records:
+            s["init_diagnostics"] = probes[i].records
+            s["init_act_histograms"] = probes[i].histograms
+            s.update(probes[i].summary)
+        s["wall_time_s"] = wall / k
+        s.update(vectorized_k=k_all, job_wall_time_s=wall, wall_time_basis=WALL_TIME_BASIS)
+        if job is not None:
+            s["vectorized_job"] = job
+        write_csv(m.output_dir / HISTORY_FILE, rows)
+        write_json(m.output_dir / SUMMARY_FILE, s)
+        if loggers[i] is not None:
+            _log_hparams(loggers[i], s)
+    return summaries
+
+
+# --------------------------------------------------------------------------- Hydra side
+
+
+def _compose_member(
+    config_name: str | None, overrides: list[str], num: int
+) -> tuple[DictConfig, DictConfig, str]:
+    """(task config, hydra node, run folder name) of one member, composed as Hydra would
+    compose that run's job in an ordinary sweep."""
+    from hydra import compose
+
+    full = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    hydra_node = full.hydra
+    with open_dict(full):
+        hydra_node.job.num = num
+    try:
+        subdir = str(OmegaConf.select(full, "hydra.sweep.subdir", throw_on_missing=True))
+    except Exception:  # noqa: BLE001 - an unusual subdir pattern: Hydra's default one
+        subdir = f"{num}_{hydra_node.job.override_dirname}"
+    with open_dict(full):
+        del full["hydra"]
+    return full, hydra_node, subdir
+
+
+def _member_line(i: int, k: int, overrides: list[str], s: dict[str, Any]) -> str:
+    best = s.get("best_val_acc")
+    best_s = f"{best:.4f}" if isinstance(best, float) else "-"
+    status = s.get("status", "?")
+    if s.get("skipped"):
+        status = f"{status} (already finished, skipped)"
+    return f"[run {i}/{k}] {' '.join(overrides) or '(defaults)'}: {status}, best val acc {best_s}"
+
+
+def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path | None = None
+                   ) -> dict[str, Any]:
+    """Run the vectorized job ``cfg`` (composed with ``++vectorize.members=[...]``) inside
+    a Hydra job: member run folders go into ``sweep_dir`` (default: the sweep folder
+    holding this job's hidden ``.vectorized/<n>`` folder). Returns the job's summary
+    (``status`` counts the members' outcomes; ``runs`` lists them)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from initlab.resume import finished_summary
+
+    hc = HydraConfig.get()
+    spec = decode_members(members if members is not None else cfg[VECTORIZE_KEY].members)
+    out = Path(hc.runtime.output_dir)
+    if sweep_dir is None:
+        sweep_dir = out.parents[1] if out.parent.name == JOB_DIR else out
+    sweep_dir = Path(sweep_dir)
+    shared = [o for o in hc.overrides.task if override_key(o).split(".")[0] != VECTORIZE_KEY]
+    hydra_ovs = list(hc.overrides.hydra)
+    mine = [i for i, o in enumerate(hydra_ovs) if o.startswith("hydra.sweep.subdir=")]
+    if mine:  # the sweeper's own subdir override names the job folder, not the runs'
+        hydra_ovs.pop(mine[-1])
+    t0 = time.perf_counter()
+    todo: list[Member] = []
+    results: dict[int, dict[str, Any]] = {}
+    labels: dict[int, list[str]] = {}
+    order: list[int] = []
+    for num, own in spec:
+        overrides = [*shared, *own]
+        mcfg, hnode, subdir = _compose_member(hc.job.config_name, [*hydra_ovs, *overrides], num)
+        run_dir = sweep_dir / subdir
+        with open_dict(hnode):
+            hnode.runtime.output_dir = str(run_dir.resolve())
+        order.append(num)
+        labels[num] = own
+        done = finished_summary(mcfg, run_dir)
+        if done is not None:
+            results[num] = {**done, "skipped": True}
+            continue
+        todo.append(Member(mcfg, run_dir, choices=dict(hnode.runtime.choices),
+                           overrides=overrides, hydra_cfg=hnode))
+    print(f"[vectorized] job {out.name}: {len(spec)} runs"
+          + (f" ({len(spec) - len(todo)} already finished)" if len(todo) < len(spec) else "")
+          + f", {' '.join(shared) or 'defaults'}", flush=True)
+    nums = [n for n in order if n not in results]
+    for num, s in zip(nums, train_members(todo, job=f"{JOB_DIR}/{out.name}"), strict=True):
+        results[num] = s
+    for i, num in enumerate(order, 1):
+        print(_member_line(i, len(order), labels[num], results[num]), flush=True)
+    counts: dict[str, int] = {}
+    for num in order:
+        status = str(results[num].get("status", "?"))
+        counts[status] = counts.get(status, 0) + 1
+    return {
+        "status": f"{len(order)} runs vectorized: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items()),
+        "vectorized": True,
+        "wall_time_s": time.perf_counter() - t0,
+        "runs": [{"num": n, "overrides": labels[n], "status": results[n].get("status"),
+                  "best_val_acc": results[n].get("best_val_acc")} for n in order],
+    }

@@ -1,0 +1,55 @@
+"""Refusals: what a vectorized job cannot train is named before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from initlab.vectorized import VectorizeError, check_supported
+from initlab.vectorized.run import Member, check_members, train_members
+
+NO_LOG = ["logger=none", "diagnostics=off"]
+
+
+@pytest.mark.parametrize("model", ["resnet", "rnn", "lstm"])
+def test_unsupported_models_are_refused_by_name(compose_cfg, model: str) -> None:
+    with pytest.raises(VectorizeError, match=rf"model='{model}'.*model=mlp or model=cnn"):
+        check_supported(compose_cfg(f"model={model}", tiny=False), model_choice=model)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("+trainer.max_steps=5", "trainer.max_steps"),
+    ("trainer.checkpoint=true", "trainer.checkpoint"),
+    ("trainer.precision=16-mixed", "trainer.precision"),
+    ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches"),
+    ("optimizer._target_=torch.optim.LBFGS", "optimizer"),
+])
+def test_unsupported_training_options_are_refused(compose_cfg, override: str, key: str) -> None:
+    with pytest.raises(VectorizeError, match=key.replace(".", r"\.")):
+        check_supported(compose_cfg(override))
+
+
+def test_supported_configs_pass(compose_cfg) -> None:
+    for extra in ([], ["model=cnn", "model.norm=batch"], ["optimizer=adam"],
+                  ["trainer.gradient_clip_val=1.0"], ["model.norm=layer"]):
+        check_supported(compose_cfg(*extra, tiny=not extra or extra[0] != "model=cnn"))
+
+
+def test_members_must_differ_only_in_init_and_seed(compose_cfg, tmp_path: Path) -> None:
+    a = Member(compose_cfg(*NO_LOG, "init=xavier"), tmp_path / "a")
+    b = Member(compose_cfg(*NO_LOG, "init=he", "seed=3", "init.gain=2.0"), tmp_path / "b")
+    check_members([a, b])
+    c = Member(compose_cfg(*NO_LOG, "activation=tanh"), tmp_path / "c")
+    with pytest.raises(VectorizeError, match="activation.name"):
+        check_members([a, c])
+
+
+def test_a_refused_job_records_every_member_as_failed(compose_cfg, tmp_path: Path) -> None:
+    members = [Member(compose_cfg(*NO_LOG, "model=rnn", f"seed={s}", tiny=False),
+                      tmp_path / f"m{s}") for s in (0, 1)]
+    summaries = train_members(members)
+    for s, m in zip(summaries, members, strict=True):
+        assert s["status"] == "failed" and s["error_type"] == "VectorizeError"
+        assert "model=mlp or model=cnn" in s["error"]
+        assert (m.output_dir / "summary.json").is_file()

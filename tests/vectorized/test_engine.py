@@ -1,0 +1,150 @@
+"""The vectorized training itself: a member IS the ordinary run, to float tolerance."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from initlab.initializers import initialize
+from initlab.models.mlp import MLP
+from initlab.pipeline import run
+from initlab.vectorized.engine import StackedModel, VectorizedTrainer
+from initlab.vectorized.run import Member, train_members
+
+NO_LOG = ["logger=none", "diagnostics=off"]
+RTOL = 1e-4
+
+
+def assert_same_run(ordinary: dict, vec: dict, o_dir: Path, v_dir: Path) -> None:
+    assert vec["status"] == ordinary["status"] == "completed", vec.get("traceback")
+    ho, hv = pd.read_csv(o_dir / "history.csv"), pd.read_csv(v_dir / "history.csv")
+    assert list(hv.columns) == list(ho.columns)  # same columns, same order
+    assert list(hv["epoch"]) == list(ho["epoch"]) == [1, 2]
+    assert list(hv["step"]) == list(ho["step"])
+    for col in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        np.testing.assert_allclose(hv[col], ho[col], rtol=RTOL, atol=1e-6, err_msg=col)
+    for key in ("final_train_loss", "final_val_acc", "best_val_acc", "best_val_loss",
+                "test_loss", "test_acc"):
+        np.testing.assert_allclose(vec[key], ordinary[key], rtol=RTOL, atol=1e-6, err_msg=key)
+    for key in ("n_params", "steps", "epochs_run", "best_epoch", "init", "seed", "config",
+                "run_name", "task", "data"):
+        assert vec[key] == ordinary[key], key
+    # the init probe saw the same initialized network
+    for key in ("init_diagnostics", "init_act_histograms", "init_act_std_last"):
+        assert vec.get(key) == ordinary.get(key), key  # same weights, same batch
+    # same summary shape: every key of the ordinary run, plus the vectorized facts
+    assert set(ordinary) <= set(vec)
+    assert vec["vectorized_k"] >= 1 and "job_wall_time_s" in vec and "wall_time_basis" in vec
+
+
+@pytest.mark.parametrize("extra,members", [
+    # the default MLP with Adam and the default diagnostics (init probe per member);
+    # two inits, two seeds (each its own batch order)
+    (["optimizer=adam", "diagnostics=default"], [("xavier", 0), ("he", 1)]),
+    # a CNN with BatchNorm (running stats per member), SGD + momentum, per-member
+    # gradient clipping. (Not Adam here: the conv biases in front of BatchNorm get
+    # gradients that are pure float noise, which Adam normalizes to full-size steps, so
+    # any change of kernels - vectorized, GPU, another BLAS - moves them differently.)
+    (["model=cnn", "model.channels=[4,8]", "model.norm=batch",
+      "trainer.gradient_clip_val=0.5", "diagnostics=off"], [("he", 2)]),
+])
+def test_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path, extra, members) -> None:
+    tiny = "model=cnn" not in extra  # the tiny settings are MLP keys
+    cfgs = [compose_cfg("logger=none", *extra, "trainer.max_epochs=2", f"init={i}", f"seed={s}",
+                        tiny=tiny) for i, s in members]
+    vec = train_members([Member(c, tmp_path / f"v{j}") for j, c in enumerate(cfgs)])
+    for j, cfg in enumerate(cfgs):
+        ordinary = run(cfg, tmp_path / f"o{j}", progress_bar=False)
+        assert_same_run(ordinary, vec[j], tmp_path / f"o{j}", tmp_path / f"v{j}")
+        stored = json.loads((tmp_path / f"v{j}" / "summary.json").read_text())
+        assert stored["status"] == "completed" and stored["vectorized_k"] == len(members)
+
+
+def test_exploding_member_is_diverged_and_the_other_completes(compose_cfg, tmp_path) -> None:
+    cfgs = [compose_cfg(*NO_LOG, "init=random", f"init.std={std}", "trainer.max_epochs=2")
+            for std in (1e3, 0.1)]
+    boom, calm = train_members([Member(c, tmp_path / f"m{j}") for j, c in enumerate(cfgs)])
+    assert boom["status"] == "diverged" and boom["diverged_step"] >= 1
+    assert "training loss became" in boom["error"]
+    assert "test_acc" not in boom  # as an ordinary diverged run: no test
+    assert calm["status"] == "completed" and calm["epochs_run"] == 2
+    assert 0 <= calm["test_acc"] <= 1
+    ordinary = run(cfgs[0], tmp_path / "o", progress_bar=False)
+    assert ordinary["status"] == "diverged"
+    assert (boom["diverged_step"], boom["diverged_epoch"]) == (
+        ordinary["diverged_step"], ordinary["diverged_epoch"])
+    hist = pd.read_csv(tmp_path / "m0" / "history.csv") if boom["epochs_run"] else None
+    assert hist is None or len(hist) == boom["epochs_run"]
+
+
+def test_a_diverged_member_is_frozen() -> None:  # the engine alone, no config
+    models = [MLP((8,), 3, nn.Tanh, depth=2, width=16) for _ in range(2)]
+    initialize(models[0], "random", std=1e4, seed=0)
+    initialize(models[1], "he", seed=1)
+    stacked = StackedModel(models)
+    opt = torch.optim.SGD(list(stacked.params.values()), lr=1.0, momentum=0.9)
+    trainer = VectorizedTrainer(stacked, opt, loggers=[None, None], max_loss=1e3)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+
+    class Batcher:  # two members, each its own order
+        batch_size = 16
+        transform = None
+
+        def __init__(self, seed: int) -> None:
+            self.seed = seed
+
+        def __len__(self) -> int:
+            return 4
+
+        def order(self, epoch: int) -> torch.Tensor:
+            return torch.randperm(64, generator=torch.Generator().manual_seed(self.seed + epoch))
+
+    before, before1 = stacked.member_state_dict(0), stacked.member_state_dict(1)
+    seen = []
+    trainer.fit((x, y), [Batcher(0), Batcher(1)], (x, y), 64, 4,
+                on_epoch=lambda e, t: seen.append(copy.deepcopy(t.model.member_state_dict(0))))
+    assert trainer.logs[0].diverged is not None
+    assert trainer.logs[1].diverged is None and len(trainer.logs[1].history) == 4
+    step, epoch, value = trainer.logs[0].diverged
+    assert value > 1e3 and step >= 1
+    # member 0's weights stopped changing and stayed finite (the failing step not applied)
+    for a in seen[epoch:]:
+        for name, t in a.items():
+            assert torch.equal(t, seen[-1][name]) and torch.isfinite(t).all(), name
+    assert len(trainer.logs[0].history) == epoch
+    if step == 1:  # diverged on its first step: it keeps exactly its initial weights
+        for name, t in before.items():
+            assert torch.equal(seen[-1][name], t), name
+    assert not torch.equal(stacked.member_state_dict(1)["head.weight"], before1["head.weight"])
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_each_member_walks_its_own_seeds_batches(augment: bool) -> None:
+    from initlab.data.batcher import TensorBatcher
+    from initlab.vectorized.engine import member_batches
+
+    x, y = torch.arange(50.0).view(50, 1), torch.arange(50)
+
+    def noise(xb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return xb + torch.rand(xb.shape, generator=g)
+
+    transform = noise if augment else None
+    seeds = (0, 3, 7)
+    batchers = [TensorBatcher(x, y, 8, shuffle=True, seed=s, transform=transform) for s in seeds]
+    for epoch in (0, 2):
+        got = list(member_batches(x, y, batchers, epoch))
+        for k, seed in enumerate(seeds):
+            own = TensorBatcher(x, y, 8, shuffle=True, seed=seed, transform=transform)
+            own.set_epoch(epoch)
+            want = list(own)  # what the ordinary run's loader yields in that epoch
+            assert len(got) == len(want) == 7
+            for (xb, yb), (wx, wy) in zip(got, want, strict=True):
+                assert torch.equal(xb[k], wx) and torch.equal(yb[k], wy)

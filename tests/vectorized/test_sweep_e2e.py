@@ -1,0 +1,78 @@
+"""End-to-end: ``train.py -m hydra/sweeper=vectorized ...`` as users run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+TINY = ["trainer.max_epochs=1", "model.depth=2", "model.width=32"]
+TAGS = {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc",
+        "test/acc", "hparams/best_val_acc"}
+
+
+def only_sweep(out: Path) -> Path:
+    dirs = sorted((out / "multirun").iterdir())
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def scalar_tags(event_dir: Path) -> set[str]:
+    acc = EventAccumulator(str(event_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
+@pytest.mark.slow
+def test_four_runs_in_one_job(run_train, tmp_path: Path) -> None:
+    args = ["-m", "hydra/sweeper=vectorized", "init=xavier,he", "seed=0,1",
+            f"paths.output_root={tmp_path}", *TINY]
+    proc = run_train(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "[vectorized] 4 runs in 1 job(s)" in out
+    assert out.count("[job ") == 1  # Hydra launched ONE job ...
+    assert out.count("[run ") == 4  # ... that trained the four runs
+    sweep = only_sweep(tmp_path)
+    assert [p.name for p in (sweep / ".vectorized").iterdir()] == ["0"]
+    results = pd.read_csv(sweep / "results.csv")
+    assert len(results) == 4 and (results["status"] == "completed").all()
+    assert sorted(zip(results["init"], results["seed"], strict=True)) == [
+        ("he", 0), ("he", 1), ("xavier", 0), ("xavier", 1)]
+    assert (results["vectorized_k"] == 4).all()
+    assert results["best_val_acc"].between(0, 1).all()
+    # run folders are named as the basic sweeper names its job folders
+    for _, row in results.iterrows():
+        run_dir = sweep / row["run"]
+        assert run_dir.name.split("_", 1)[1] == (
+            f"init={row['init']},model.depth=2,model.width=32,seed={row['seed']},"
+            f"trainer.max_epochs=1")
+        s = json.loads((run_dir / "summary.json").read_text())
+        assert s["config"]["init.scheme"] == row["init"] and s["config"]["seed"] == row["seed"]
+        assert s["wall_time_s"] == pytest.approx(s["job_wall_time_s"] / 4)
+        hist = pd.read_csv(run_dir / "history.csv")
+        assert list(hist.columns[:6]) == ["epoch", "step", "train_loss", "train_acc",
+                                          "val_loss", "val_acc"]
+        assert (run_dir / ".hydra" / "config.yaml").is_file()
+        events = {p.parent for p in run_dir.rglob("events.out.tfevents*")}
+        assert len(events) == 1  # one TensorBoard run per member
+        assert TAGS <= scalar_tags(events.pop())
+    # running the same command on the same sweep folder keeps the finished runs
+    again = run_train([*args, f"hydra.sweep.dir={sweep}"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("(already finished, skipped)") == 4
+    assert len(pd.read_csv(sweep / "results.csv")) == 4
+
+
+@pytest.mark.slow
+def test_unsupported_model_is_refused_before_any_job(run_train, tmp_path: Path) -> None:
+    proc = run_train(["-m", "hydra/sweeper=vectorized", "model=rnn", "seed=0,1",
+                      f"paths.output_root={tmp_path}"])
+    assert proc.returncode != 0
+    assert "model='rnn' cannot be vectorized" in proc.stderr
+    assert "model=mlp or model=cnn" in proc.stderr
+    sweep = only_sweep(tmp_path)
+    assert not any(p.is_dir() for p in sweep.iterdir())  # no job started
