@@ -14,7 +14,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -44,10 +43,8 @@ class InitStudyModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.task = task
         self.classification = task == "classification"
-        if self.classification:
-            self.train_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
-            self.val_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
-            self.test_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
+        self.num_outputs = num_outputs
+        self._sums: dict[str, Tensor] = {}  # split -> [loss * n, correct, n]
         self.init_report: list[dict[str, Any]] = []
 
     def setup(self, stage: str) -> None:
@@ -73,27 +70,57 @@ class InitStudyModule(pl.LightningModule):
             return F.cross_entropy(out, y)
         return F.mse_loss(out, y)
 
-    def _step(self, batch: tuple[Tensor, Tensor], split: str, metric: Any) -> Tensor:
+    # Epoch metrics are summed on the device and logged once per epoch: ``self.log`` on
+    # every step costs more than a whole training step of a small model (Lightning moves
+    # its result objects on each call), and this keeps the same batch-size-weighted means.
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch
         out = self(x)
         loss = self.loss(out, y)
-        on_step = split == "train"
-        sync = self.trainer.world_size > 1  # average over DDP processes; free otherwise
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 sync_dist=sync)
-        if metric is not None:
-            metric.update(out.detach(), y)
-            self.log(f"{split}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
+        sums = self._sums.get(split)
+        if sums is None:
+            sums = self._sums[split] = torch.zeros(3, device=loss.device, dtype=torch.float64)
+        n = y.shape[0]
+        sums[0] += loss.detach() * n
+        if self.classification:
+            sums[1] += (out.detach().argmax(dim=1) == y).sum()
+        sums[2] += n
         return loss
 
+    def _log_epoch(self, split: str) -> None:
+        sums = self._sums.pop(split, None)
+        if sums is None:
+            return
+        sync = self.trainer.world_size > 1  # average over DDP processes; free otherwise
+        count = sums[2].clamp_min(1)
+        suffix = "_epoch" if split == "train" else ""
+        self.log(f"{split}/loss{suffix}", (sums[0] / count).float(), prog_bar=True,
+                 sync_dist=sync)
+        if self.classification:
+            self.log(f"{split}/acc", (sums[1] / count).float(), prog_bar=True, sync_dist=sync)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train", self.train_acc if self.classification else None)
+        loss = self._step(batch, "train")
+        logger = self.logger
+        every = self.trainer.log_every_n_steps
+        if logger is not None and every and self.trainer.global_step % every == 0:
+            logger.log_metrics({"train/loss": float(loss.detach())}, self.trainer.global_step)
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc if self.classification else None)
+        self._step(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc if self.classification else None)
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.model.parameters())
