@@ -123,3 +123,14 @@ def test_warning_episodes(caplog, bad, read_every, expected):
                 cb._read_counters(trainer)
         cb._read_counters(trainer)  # as on_train_end
     assert len([r for r in caplog.records if r.name == "initlab.diagnostics"]) == expected
+
+
+@pytest.mark.parametrize(("check_every", "warns"), [(None, 0), (1, 1)])
+def test_check_stride_sets_what_patience_counts(tmp_path, caplog, check_every, warns):
+    # 8 exploding steps, logged every 4: by default only steps 0 and 4 are checked, which
+    # is fewer than patience=3 consecutive checks; checking every step finds the episode.
+    cb = TrainingDiagnostics(log_every_n_steps=4, patience=3, check_every_n_steps=check_every,
+                             dead_frac_every_epoch=False, update_ratio=False)
+    with caplog.at_level(logging.WARNING, logger="initlab.diagnostics"):
+        fit(tmp_path, Tiny(loss_scale=1e6, lr=0.0), cb, max_steps=8)
+    assert len([r for r in caplog.records if r.name == "initlab.diagnostics"]) == warns
