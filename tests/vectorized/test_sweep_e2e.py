@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 TINY = ["trainer.max_epochs=1", "model.depth=2", "model.width=32"]
-TAGS = {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc",
+TAGS = {"train/loss", "train/loss_epoch", "train/acc", "val/loss", "val/acc",
         "test/acc", "hparams/best_val_acc"}
 
 

@@ -31,6 +31,7 @@ TRAINER_KEYS = {
     "max_epochs", "max_steps", "accelerator", "devices", "precision", "log_every_n_steps",
     "deterministic", "gradient_clip_val", "gradient_clip_algorithm", "checkpoint",
     "benchmark", "enable_progress_bar", "enable_model_summary", "num_sanity_val_steps",
+    "steps_per_call",  # Lightning-call batching of the ordinary pipeline: same steps here
 }
 PRECISIONS = {32, "32", "32-true"}
 ACCELERATORS = {"cpu", "gpu", "cuda", "auto"}

@@ -105,7 +105,7 @@ class VectorizedTrainer:
     """The training loop of K stacked members (see the module docstring).
 
     ``loggers[k]`` is member k's Lightning logger (or None); it receives the same tags at
-    the same steps as an ordinary run: ``train/loss_step`` every ``log_every_n_steps``,
+    the same steps as an ordinary run: ``train/loss`` every ``log_every_n_steps`` steps,
     ``train/loss_epoch``, ``train/acc``, ``val/loss``, ``val/acc`` at each epoch end,
     ``test/*`` after training, and ``epoch``.
     """
@@ -182,8 +182,8 @@ class VectorizedTrainer:
         k = self.model.k
         chunk = max(1, min(batch_size, EVAL_EXAMPLES // k))
         self.model.train(False)
-        loss_sum = torch.zeros(k, device=x.device)
-        correct = torch.zeros(k, device=x.device)
+        loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
+        correct = torch.zeros(k, device=x.device, dtype=torch.float64)
         with torch.no_grad():
             # sum over chunks of (chunk mean x chunk size) = Lightning's batch-size-weighted
             # mean over eval batches, whatever the chunking
@@ -194,7 +194,7 @@ class VectorizedTrainer:
                 if self.classification:
                     correct += (out.argmax(-1) == yb).sum(-1)
         n = max(len(x), 1)
-        return loss_sum / n, (correct / n if self.classification else None)
+        return (loss_sum / n).float(), ((correct / n).float() if self.classification else None)
 
     def fit(
         self,
@@ -213,8 +213,9 @@ class VectorizedTrainer:
             if bool(self.frozen.all()):
                 break
             self.model.train(True)
-            loss_sum = torch.zeros(k, device=x.device)
-            correct = torch.zeros(k, device=x.device)
+            # sums in float64, as InitStudyModule keeps them
+            loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
+            correct = torch.zeros(k, device=x.device, dtype=torch.float64)
             seen = 0
             for xb, yb in member_batches(x, y, batchers, epoch):
                 out = self.model(xb)
@@ -230,8 +231,8 @@ class VectorizedTrainer:
                 bad &= active
                 if bool(bad.any()):
                     for j in bad.nonzero().flatten().tolist():
-                        # as DivergenceGuard: the step count includes the failing step
-                        self.logs[j].diverged = (self.global_step + 1, epoch, float(values[j]))
+                        # as DivergenceGuard: the index of the optimizer step that failed
+                        self.logs[j].diverged = (self.global_step, epoch, float(values[j]))
                     self._freeze(bad)  # before the step: the member keeps its last weights
                 self._clip_gradients()
                 self.optimizer.step()
@@ -242,11 +243,12 @@ class VectorizedTrainer:
                 if self.classification:
                     correct += (out.detach().argmax(-1) == yb).sum(-1)
                 seen += n
-                if (self.global_step + 1) % self.log_every_n_steps == 0:
-                    self._log_step(values, epoch)
+                if self.global_step % self.log_every_n_steps == 0:
+                    self._log_step(values)
                 self.global_step += 1
-            train_loss = (loss_sum / max(seen, 1)).tolist()
-            train_acc = (correct / max(seen, 1)).tolist() if self.classification else None
+            train_loss = (loss_sum / max(seen, 1)).float().tolist()
+            train_acc = ((correct / max(seen, 1)).float().tolist() if self.classification
+                         else None)
             val_loss, val_acc = self.evaluate(*val, eval_batch_size)
             self._end_epoch(epoch, train_loss, train_acc, val_loss.tolist(),
                             val_acc.tolist() if val_acc is not None else None,
@@ -256,11 +258,12 @@ class VectorizedTrainer:
                 on_epoch(epoch, self)
         self.fit_time_s = time.perf_counter() - t0
 
-    def _log_step(self, values: Tensor, epoch: int) -> None:
+    def _log_step(self, values: Tensor) -> None:
         vals = values.tolist()
+        frozen = self.frozen.tolist()
         for j in range(self.model.k):
-            if not bool(self.frozen[j]) and math.isfinite(vals[j]):
-                self._log(j, {"train/loss_step": vals[j], "epoch": float(epoch)}, self.global_step)
+            if not frozen[j] and math.isfinite(vals[j]):
+                self._log(j, {"train/loss": vals[j]}, self.global_step)
 
     def _end_epoch(
         self,
