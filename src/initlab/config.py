@@ -9,7 +9,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Keys a study varies; they lead every run name and results row.
 AXES = ("dataset", "model", "init", "activation", "optimizer", "seed")
-_TRAINER_EXTRA_KEYS = ("checkpoint",)
+# Keys of the trainer group that initlab handles itself (not pl.Trainer arguments);
+# the module clips gradients since it runs the optimizer steps.
+_TRAINER_EXTRA_KEYS = ("checkpoint", "steps_per_call", "gradient_clip_val",
+                       "gradient_clip_algorithm")
 
 
 # Bookkeeping keys that say where output goes, not what was trained.
@@ -87,6 +90,15 @@ def validate(cfg: DictConfig) -> None:
     epochs = t.get("max_epochs")
     _check(epochs is None or (isinstance(epochs, int) and epochs > 0), "trainer.max_epochs",
            epochs, "a positive integer")
+    spc = t.get("steps_per_call", 1)
+    _check(isinstance(spc, int) and spc >= 1, "trainer.steps_per_call", spc,
+           "an integer >= 1 (optimizer steps per Lightning call)")
+    clip = t.get("gradient_clip_val")
+    _check(clip is None or (isinstance(clip, (int, float)) and clip >= 0),
+           "trainer.gradient_clip_val", clip, "a number >= 0 or null")
+    algo = t.get("gradient_clip_algorithm")
+    _check(algo in (None, "norm", "value"), "trainer.gradient_clip_algorithm", algo,
+           "norm, value or null (= norm)")
     steps = t.get("max_steps", -1)
     _check(steps is None or steps == -1 or steps > 0, "trainer.max_steps", steps,
            "-1 (no limit) or a positive integer")

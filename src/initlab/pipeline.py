@@ -30,6 +30,8 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # steps_per_call makes few Lightning batches per epoch; our own logging is per step
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 STATUSES = ("completed", "diverged", "failed")
 
@@ -91,7 +93,13 @@ def run(
     import torch
     from hydra.utils import instantiate
 
-    from initlab.callbacks import Diverged, DivergenceGuard, HistoryRecorder, InitProbe
+    from initlab.callbacks import (
+        Diverged,
+        DivergenceGuard,
+        EpochMetricsProgressBar,
+        HistoryRecorder,
+        InitProbe,
+    )
     from initlab.distributed import is_rank_zero, patch_ddp_for_hydra, restored_ddp_env
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule
@@ -137,7 +145,11 @@ def run(
             num_outputs=dm.num_outputs,
             activation=make_act(),
             seed=cfg.seed,
+            gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+            gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
         )
+        if hasattr(dm, "steps_per_call"):
+            dm.steps_per_call = int(cfg.trainer.get("steps_per_call", 1))
         summary["task"] = dm.task
         summary["data"] = dm.describe()
         summary["n_params"] = sum(p.numel() for p in model.parameters())
@@ -145,6 +157,8 @@ def run(
 
         callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,
                                         *(extra_callbacks or [])]
+        if progress_bar:
+            callbacks.append(EpochMetricsProgressBar())
         diag = cfg.get("diagnostics") or {}
         if diag.get("probe", False):
             probe_cb = InitProbe(
@@ -186,9 +200,9 @@ def run(
             summary["steps"] = trainer.global_step
             if summary["steps"]:
                 summary["ms_per_step"] = 1000 * summary["fit_time_s"] / summary["steps"]
-            test = trainer.test(module, datamodule=dm, verbose=False)
-        if test:
-            summary.update({k.replace("/", "_"): float(v) for k, v in test[0].items()})
+            trainer.test(module, datamodule=dm, verbose=False)
+        summary.update({k.replace("/", "_"): v for k, v in module.epoch_metrics.items()
+                        if k.startswith("test/")})
         summary["status"] = "completed"
     except Diverged as exc:
         summary.update(status="diverged", diverged_step=exc.step, diverged_epoch=exc.epoch,

@@ -55,6 +55,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.device = device
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.train_transform: BatchTransform | None = None
+        self.steps_per_call = 1  # set by the pipeline from trainer.steps_per_call
         self._loaders: dict[str, TensorBatcher] = {}
 
     def load(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -95,6 +96,7 @@ class InMemoryDataModule(pl.LightningDataModule):
                 shuffle=train,
                 seed=self.seed,
                 transform=self.train_transform if train else None,
+                steps_per_call=self.steps_per_call if train else 1,
             )
         return self._loaders[split]
 

@@ -21,6 +21,10 @@ class TensorBatcher:
     Shuffling uses its own generator seeded with ``seed`` and the epoch counter,
     so the batch order is reproducible and does not depend on the global RNG.
     ``transform`` (e.g. random crop + flip) is applied to each input batch.
+    With ``steps_per_call > 1`` each item is a list of that many consecutive ``(x, y)``
+    batches (the same batches in the same order), which the LightningModule trains on
+    one after the other in one call: Lightning's per-batch machinery then runs once per
+    call instead of once per optimizer step.
     """
 
     def __init__(
@@ -32,6 +36,7 @@ class TensorBatcher:
         seed: int = 0,
         drop_last: bool = False,
         transform: BatchTransform | None = None,
+        steps_per_call: int = 1,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
@@ -43,6 +48,9 @@ class TensorBatcher:
         self.seed = seed
         self.drop_last = drop_last
         self.transform = transform
+        if steps_per_call < 1:
+            raise ValueError(f"trainer.steps_per_call={steps_per_call} must be >= 1")
+        self.steps_per_call = steps_per_call
         self.epoch = 0
 
     @staticmethod
@@ -54,10 +62,14 @@ class TensorBatcher:
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
 
-    def __len__(self) -> int:
-        # every rank gets the same number of batches, or DDP collectives would hang
+    def num_batches(self) -> int:
+        """Minibatches per epoch (per rank); every rank gets the same number, or DDP
+        collectives would hang."""
         n = len(self.x) // self._shard()[1]
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-self.num_batches() // self.steps_per_call)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the batch order of ``epoch`` (Lightning calls this before each epoch,
@@ -83,14 +95,28 @@ class TensorBatcher:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         return torch.randperm(len(self.x), generator=g).to(self.x.device)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]]:
+        if self.steps_per_call == 1:
+            yield from self.batches()
+            return
+        chunk: list[tuple[Tensor, Tensor]] = []
+        for batch in self.batches():
+            chunk.append(batch)
+            if len(chunk) == self.steps_per_call:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epoch's ``(x, y)`` minibatches, one by one (advances the epoch)."""
         idx = self.order(self.epoch)
         rank, world = self._shard()
         if world > 1:  # DistributedSampler semantics: disjoint, equal-sized shards
             idx = idx[: len(idx) // world * world][rank::world]
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
         self.epoch += 1
-        for i in range(len(self)):
+        for i in range(self.num_batches()):
             sel = idx[i * self.batch_size : (i + 1) * self.batch_size]
             xb = self.x[sel]
             if self.transform is not None:

@@ -36,10 +36,12 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _inputs_of(batch: Any) -> torch.Tensor | None:
+    """The inputs of a batch: a tensor, an (x, y) pair, or a list of (x, y) pairs (a
+    training call of several steps: its first minibatch)."""
     if isinstance(batch, torch.Tensor):
         return batch
-    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0]
+    if isinstance(batch, (list, tuple)) and batch:
+        return _inputs_of(batch[0])
     return None
 
 
@@ -140,6 +142,7 @@ class TrainingDiagnostics(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
         self._remove_order_hooks()
+        self._update_ratios(trainer)
         log_step = self._is_log_step(trainer)
         check_every = self.check_every_n_steps or self._every(trainer)
         check = (self.explode_bound is not None or self.vanish_bound is not None) and (
@@ -239,6 +242,12 @@ class TrainingDiagnostics(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
+        self._update_ratios(trainer)
+
+    def _update_ratios(self, trainer: pl.Trainer) -> None:
+        """Log ||W_after - W_before|| / ||W_before|| for the pending snapshot. Called before
+        the next optimizer step and at the end of each training call (which may hold
+        several steps), so the weights differ from the snapshot by exactly one update."""
         if not self._snapshot:
             return
         ratios = {}
