@@ -218,3 +218,23 @@ def test_init_without_any_curve_is_named_in_the_legend(tmp_path, make_run, monke
     assert png_ok(written["val_loss"])
     hues, extra = legends[0]
     assert hues == ["xavier"] and extra == ["he: no epoch recorded (2 diverged)"]
+
+
+def test_init_histograms_of_one_run(tmp_path, make_run, png_ok) -> None:
+    import json
+
+    sweep = tmp_path / "sweep"
+    make_run(sweep, 0, init="he", seed=0, val=(0.5, 0.9))
+    make_run(sweep, 1, init="xavier", seed=0, val=(0.5, 0.8))
+    assert "init_histograms.png" not in _pngs(sweep)  # no run has histograms yet
+    aggregate(sweep)
+    assert "init_histograms.png" not in _pngs(sweep)
+    run = next(p for p in sweep.iterdir() if p.name.startswith("1_"))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["init_act_histograms"] = [
+        {"layer": f"blocks.{i}.act", "edges": [0.0, 0.5, 1.0], "counts": [3, 1]}
+        for i in range(3)]
+    (run / "summary.json").write_text(json.dumps(summary))
+    aggregate(sweep)
+    assert png_ok(sweep / "plots" / "init_histograms.png")
+    assert "plots/init_histograms.png" in (sweep / "report.md").read_text()

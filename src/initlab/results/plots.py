@@ -562,12 +562,49 @@ def plot_all(
             figures = []
         for name, frame, path in figures:
             attempt(name, lambda frame=frame, path=path: plot_diagnostics(frame, path))
+    attempt("init_histograms", lambda: plot_init_histograms(sweep, results,
+                                                            out / "init_histograms.png"))
     _remove_stale(out, written)
     return written
 
 
 OWN_FIGURES = ("val_acc.png", "val_loss.png", "train_loss.png", "heatmap.png",
-               "epochs_to_target.png", "signal_propagation*.png")
+               "epochs_to_target.png", "signal_propagation*.png", "init_histograms.png")
+
+
+def plot_init_histograms(sweep: Path, results: pd.DataFrame, path: Path) -> Path | None:
+    """Per-layer activation histograms at init of one run (the first that has them):
+    the ``init_act_histograms`` the init probe stored in its summary.json."""
+    import json
+
+    for run in results["run"]:
+        try:
+            summary = json.loads((sweep / str(run) / "summary.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        hists = summary.get("init_act_histograms") or []
+        if hists:
+            break
+    else:
+        return None
+    n = len(hists)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for ax, h in zip(axes.flat, hists, strict=False):
+        edges = np.asarray(h["edges"], dtype=float)
+        counts = np.asarray(h["counts"], dtype=float)
+        ax.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge",
+               color="tab:blue", alpha=0.8)
+        ax.set_title(str(h["layer"]), fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"activations at init, per layer: {run} "
+                 f"(init={summary.get('init')}, activation={summary.get('activation')})",
+                 fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, path)
 
 
 def _remove_stale(out: Path, written: dict[str, Path]) -> None:

@@ -33,6 +33,7 @@ PLOT_TITLES = {
     "heatmap": "Mean best validation metric",
     "epochs_to_target": "Epochs to target",
     "signal_propagation": "Signal propagation at initialization",
+    "init_histograms": "Activation histograms at initialization (one run)",
 }
 METRIC_NAMES = {
     "best_val_acc": "best val acc",
