@@ -148,3 +148,19 @@ def test_each_member_walks_its_own_seeds_batches(augment: bool) -> None:
             assert len(got) == len(want) == 7
             for (xb, yb), (wx, wy) in zip(got, want, strict=True):
                 assert torch.equal(xb[k], wx) and torch.equal(yb[k], wy)
+
+
+@pytest.mark.parametrize("act,bias,norm", [(nn.ReLU, True, "none"), (nn.Tanh, False, "none"),
+                                           (nn.ReLU, True, "batch"), (nn.GELU, True, "layer")])
+def test_stacked_forward_is_each_members_forward(act, bias: bool, norm: str) -> None:
+    models = [MLP((1, 8, 8), 10, act, depth=2, width=16, bias=bias, norm=norm) for _ in range(3)]
+    stacked = StackedModel(models)
+    assert stacked.fast == (norm == "none")  # plain MLPs skip vmap
+    x = torch.randn(3, 5, 1, 8, 8)
+    want = torch.stack([m(x[k]) for k, m in enumerate(models)])
+    torch.testing.assert_close(stacked(x), want, rtol=1e-5, atol=1e-6)
+    for m in models:
+        m.eval()
+    stacked.train(False)
+    want = torch.stack([m(x[0]) for m in models])
+    torch.testing.assert_close(stacked(x[0], shared=True), want, rtol=1e-5, atol=1e-6)

@@ -130,12 +130,15 @@ def _fail(summary: dict[str, Any], exc: BaseException) -> None:
 
 
 def _write_hydra_dir(m: Member) -> None:
+    """``.hydra/`` as Hydra writes it for a job (only for members of a Hydra job: like
+    ``initlab.pipeline.run``, ``train_members`` alone writes no Hydra files)."""
+    if m.hydra_cfg is None:
+        return
     hydra_dir = m.output_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(m.cfg, hydra_dir / "config.yaml")
     OmegaConf.save(OmegaConf.create(list(m.overrides)), hydra_dir / "overrides.yaml")
-    if m.hydra_cfg is not None:
-        OmegaConf.save(OmegaConf.create({"hydra": m.hydra_cfg}), hydra_dir / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": m.hydra_cfg}), hydra_dir / "hydra.yaml")
 
 
 def train_members(members: Sequence[Member], job: str | None = None) -> list[dict[str, Any]]:
