@@ -17,6 +17,7 @@ diagnostics callback does not run (the init probe does).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -69,18 +70,17 @@ def _device(cfg: DictConfig) -> str:
     return "cpu"
 
 
-def _shared_view(cfg: DictConfig, member_keys: Sequence[str]) -> dict[str, Any]:
-    return {k: v for k, v in study_config(cfg).items() if not is_member_key(k, member_keys)}
-
-
-def check_members(members: Sequence[Member]) -> None:
+def check_members(members: Sequence[Member],
+                  configs: Sequence[dict[str, Any]] | None = None) -> None:
     """Members must agree on everything but ``init*`` and ``seed`` (same model, data and
     training): only the initial weights and the batch order may differ between stacked
-    members, whatever ``hydra.sweeper.member_keys`` says."""
+    members, whatever ``hydra.sweeper.member_keys`` says. ``configs``: the members'
+    ``study_config`` when already computed."""
     member_keys = DEFAULT_MEMBER_KEYS
-    ref = _shared_view(members[0].cfg, member_keys)
-    for m in members[1:]:
-        other = _shared_view(m.cfg, member_keys)
+    flat = configs if configs is not None else [study_config(m.cfg) for m in members]
+    views = [{k: v for k, v in c.items() if not is_member_key(k, member_keys)} for c in flat]
+    ref = views[0]
+    for other in views[1:]:
         for key in sorted(set(ref) | set(other)):
             if ref.get(key) != other.get(key):
                 raise VectorizeError(
@@ -147,7 +147,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     recorded in the summaries, as ``initlab.pipeline.run`` does."""
     import pytorch_lightning as pl
     import torch
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
 
     from initlab.data.batcher import TensorBatcher
     from initlab.models.activations import activation_factory
@@ -181,7 +181,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         for m in members:
             validate(m.cfg)
             check_supported(m.cfg, (m.choices or {}).get("model"))
-        check_members(members)
+        check_members(members, [s["config"] for s in summaries])
         cfg = members[0].cfg
         diag = cfg.get("diagnostics") or {}
         if diag.get("callback"):
@@ -199,23 +199,33 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 f"dataset={type(dm).__name__} does not hold its data in memory "
                 "(InMemoryDataModule); hydra/sweeper=vectorized needs an in-memory data set")
         task = dm.task
+        data_desc = dm.describe()
         act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
         act_name = act_cfg.get("name")
         make_act = activation_factory(**act_cfg)
+        # the members share the model config (checked above): resolve it once; each
+        # member still builds its own model right after seeding, as an ordinary run does
+        model_kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+        model_cls = get_class(model_kwargs.pop("_target_"))
+        initializers: dict[str, Any] = {}  # one Initializer per distinct init config
         models = []
         for i, m in enumerate(members):
             s = summaries[i]
             try:
+                init_cfg = OmegaConf.to_container(m.cfg.init, resolve=True)
+                key = json.dumps(init_cfg, sort_keys=True, default=str)
+                if key not in initializers:
+                    initializers[key] = instantiate(m.cfg.init)
+                initializer = initializers[key]
                 pl.seed_everything(m.seed, workers=True, verbose=False)
-                model = instantiate(m.cfg.model, input_shape=tuple(dm.input_shape),
-                                    num_outputs=dm.num_outputs, activation=make_act)
-                initializer = instantiate(m.cfg.init)
+                model = model_cls(**model_kwargs, input_shape=tuple(dm.input_shape),
+                                  num_outputs=dm.num_outputs, activation=make_act)
                 data = None
                 if getattr(initializer, "needs_data", False):
                     data = _sample_batch(dm, 256, m.seed)[0]  # InitStudyModule.init_batch_size
                 initializer(model, activation=make_act(), data=data, seed=m.seed)
                 s["task"] = dm.task
-                s["data"] = dm.describe()
+                s["data"] = dict(data_desc)
                 s["n_params"] = sum(p.numel() for p in model.parameters())
                 s["torch_threads"] = torch.get_num_threads()
                 if m.cfg.get("logger") and m.cfg.logger.get("_target_"):
