@@ -47,13 +47,16 @@ def assert_same_run(ordinary: dict, vec: dict, o_dir: Path, v_dir: Path) -> None
 @pytest.mark.parametrize("extra,members", [
     # the default MLP with Adam and the default diagnostics (init probe per member);
     # two inits, two seeds (each its own batch order)
-    (["optimizer=adam", "diagnostics=default"], [("xavier", 0), ("he", 1)]),
+    (["optimizer=adam", "diagnostics=default", "diagnostics.callback=null"],
+     [("xavier", 0), ("he", 1)]),
     # a CNN with BatchNorm (running stats per member), SGD + momentum, per-member
     # gradient clipping. (Not Adam here: the conv biases in front of BatchNorm get
     # gradients that are pure float noise, which Adam normalizes to full-size steps, so
     # any change of kernels - vectorized, GPU, another BLAS - moves them differently.)
     (["model=cnn", "model.channels=[4,8]", "model.norm=batch",
       "trainer.gradient_clip_val=0.5", "diagnostics=off"], [("he", 2)]),
+    # a data-dependent init: LSUV scales layers on the member's own data batch
+    (["diagnostics=off"], [("lsuv", 3)]),
 ])
 def test_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path, extra, members) -> None:
     tiny = "model=cnn" not in extra  # the tiny settings are MLP keys

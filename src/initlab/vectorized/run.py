@@ -223,6 +223,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 data = None
                 if getattr(initializer, "needs_data", False):
                     data = _sample_batch(dm, 256, m.seed)[0]  # InitStudyModule.init_batch_size
+                    data = data.to(next(model.parameters()).device)
                 initializer(model, activation=make_act(), data=data, seed=m.seed)
                 s["task"] = dm.task
                 s["data"] = dict(data_desc)
