@@ -32,6 +32,15 @@ def test_config_instantiates_and_runs(name):
     assert params == SCHEMES[name].defaults
     init = instantiate(cfg)
     assert isinstance(init, Initializer)
+    if name in ("fixup", "zero_residual"):  # residual-only: a ResNet instead of the MLP
+        from initlab.models.resnet import ResNet
+
+        net = ResNet((1, 8, 8), 3, nn.ReLU, depth=8)
+        report = init(net, activation=nn.ReLU(), seed=0)
+        json.dumps(report.to_records())
+        reported = {f"{r['layer']}.{r['param']}" for r in report.rows}
+        assert reported == {n for n, _ in net.named_parameters()}  # every tensor reported
+        return
     mlp = nn.Sequential(
         nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3)
     )
