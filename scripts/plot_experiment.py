@@ -1,0 +1,209 @@
+"""The figure of a named experiment (conf/experiment/), from a finished sweep folder.
+
+    python scripts/plot_experiment.py SWEEP_DIR [-o OUT.png]
+
+The experiment is read from the sweep's results.csv (``cfg.study.name``). The standard sweep
+plots (``SWEEP_DIR/plots/``) already show most studies; this script draws what they cannot:
+
+* ``saxe2014``: epochs to reach ``target_metric`` against depth, one line per init, at the
+  best learning rate of each (depth, init) (mean over seeds; a learning rate counts when all
+  its runs completed and got there); depths where none did are drawn as open markers on the
+  top edge ("not reached").
+* ``irnn2015``: validation MSE per epoch, one line per arm (tanh RNN, IRNN, LSTM; mean over
+  seeds, thin lines per seed), with the adding-problem baseline 0.167.
+* anything else: validation accuracy (regression: loss) per epoch, one line per init and one
+  panel per value of the other swept keys, mean over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ADDING_BASELINE_MSE = 2.0 / 12.0  # always predicting 1.0 (initlab.data.synthetic)
+ARM_ORDER = ["tanh_rnn", "irnn", "lstm"]
+
+
+def load_results(sweep: Path) -> pd.DataFrame:
+    path = sweep / "results.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: is {sweep} a finished sweep folder?")
+    return pd.read_csv(path)
+
+
+def history(sweep: Path, run: str) -> pd.DataFrame | None:
+    path = sweep / run / "history.csv"
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    return frame if len(frame) else None
+
+
+def experiment_name(results: pd.DataFrame) -> str | None:
+    if "cfg.study.name" not in results:
+        return None
+    names = results["cfg.study.name"].dropna().astype(str).unique()
+    return names[0] if len(names) == 1 else None
+
+
+def best_epochs_to_target(results: pd.DataFrame, x: str, hue: str = "init",
+                          over: str = "cfg.optimizer.lr") -> pd.DataFrame:
+    """Per (x, hue): the mean epochs to target over the seeds at the best value of ``over``
+    (the learning rate). A learning rate counts only if every one of its runs completed and
+    reached the target; NaN where no learning rate did."""
+    frame = results.copy()
+    frame["epochs_to_target"] = pd.to_numeric(frame["epochs_to_target"], errors="coerce")
+    frame["_ok"] = (frame["status"] == "completed") & frame["epochs_to_target"].notna()
+    if over not in frame:
+        frame[over] = np.nan
+    rows = []
+    for (xv, hv), group in frame.groupby([x, hue]):
+        per_lr = group.groupby(over, dropna=False).agg(
+            ok=("_ok", "all"), epochs=("epochs_to_target", "mean"), n=("_ok", "size"))
+        per_lr = per_lr[per_lr["ok"]]
+        if per_lr.empty:
+            rows.append({x: xv, hue: hv, "epochs": np.nan, "lr": np.nan, "n": 0})
+            continue
+        best = per_lr["epochs"].idxmin()
+        rows.append({x: xv, hue: hv, "epochs": per_lr.loc[best, "epochs"], "lr": best,
+                     "n": int(per_lr.loc[best, "n"])})
+    return pd.DataFrame(rows).sort_values([hue, x]).reset_index(drop=True)
+
+
+def plot_saxe(results: pd.DataFrame, out: Path) -> Path:
+    x = "cfg.model.depth"
+    table = best_epochs_to_target(results, x)
+    epochs = pd.to_numeric(results.get("cfg.trainer.max_epochs"), errors="coerce").max()
+    target = pd.to_numeric(results.get("cfg.target_metric"), errors="coerce").dropna()
+    top = float(epochs) + 1 if np.isfinite(epochs) else table["epochs"].max() + 1
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for init, group in table.groupby("init"):
+        line = ax.plot(group[x], group["epochs"], marker="o", label=init)[0]
+        missed = group[group["epochs"].isna()]
+        if len(missed):
+            ax.scatter(missed[x], [top] * len(missed), marker="o", facecolors="none",
+                       edgecolors=line.get_color(), zorder=3)
+    ax.axhline(top, color="grey", lw=0.6, ls=":")
+    ax.text(0.01, top, "not reached", va="bottom", fontsize=8, color="grey",
+            transform=ax.get_yaxis_transform())
+    ax.set_xscale("log")
+    depths = sorted(table[x].unique())
+    ax.set_xticks(depths)
+    ax.set_xticklabels([str(d) for d in depths])
+    ax.set_xlabel("depth (hidden layers of the linear net)")
+    goal = f"val acc {target.iloc[0]:g}" if len(target) else "target"
+    ax.set_ylabel(f"epochs to {goal}\n(best learning rate)")
+    ax.set_ylim(0, top + 1.5)
+    ax.set_title("Deep linear nets: learning time vs depth")
+    ax.legend(title="init")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _curves(sweep: Path, runs: pd.DataFrame, metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    found = []
+    for run in runs["run"]:
+        frame = history(sweep, run)
+        if frame is not None and metric in frame:
+            found.append((frame["epoch"].to_numpy(), frame[metric].to_numpy(dtype=float)))
+    return found
+
+
+def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    length = min(len(c[0]) for c in curves)
+    return curves[0][0][:length], np.nanmean([c[1][:length] for c in curves], axis=0)
+
+
+def plot_irnn(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    arms = [a for a in ARM_ORDER if a in set(results["cfg.study.arm"])]
+    arms += sorted(set(results["cfg.study.arm"].dropna()) - set(arms))
+    for i, arm in enumerate(arms):
+        color = f"C{i}"
+        curves = _curves(sweep, results[results["cfg.study.arm"] == arm], "val_loss")
+        if not curves:
+            continue
+        for epochs, values in curves:
+            ax.plot(epochs, values, color=color, lw=0.7, alpha=0.35)
+        epochs, mean = _mean_curve(curves)
+        ax.plot(epochs, mean, color=color, lw=2, label=f"{arm} ({len(curves)} seeds)")
+    ax.axhline(ADDING_BASELINE_MSE, color="k", ls="--", lw=1)
+    ax.text(1, ADDING_BASELINE_MSE, "baseline: predict 1.0", va="bottom", fontsize=8)
+    seq = results.get("cfg.dataset.seq_len")
+    title = "Adding problem"
+    if seq is not None and seq.notna().any():
+        title += f", T = {int(seq.dropna().iloc[0])}"
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MSE")
+    ax.set_ylim(0, max(0.25, ADDING_BASELINE_MSE * 1.3))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_generic(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
+    task = str(results["task"].dropna().iloc[0]) if results["task"].notna().any() else ""
+    metric = "val_loss" if task == "regression" else "val_acc"
+    cfg_keys = [c for c in results.columns if c.startswith("cfg.") and not c.startswith(
+        ("cfg.init.", "cfg.seed", "cfg.study."))]
+    facets = [c for c in ["activation", "model", *cfg_keys]
+              if c in results and results[c].astype(str).nunique() > 1]
+    groups = list(results.groupby(facets)) if facets else [((), results)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
+    inits = list(dict.fromkeys(results["init"].astype(str)))
+    for ax, (key, frame) in zip(axes[0], groups, strict=True):
+        for i, init in enumerate(inits):
+            curves = _curves(sweep, frame[frame["init"].astype(str) == init], metric)
+            if curves:
+                epochs, mean = _mean_curve(curves)
+                ax.plot(epochs, mean, color=f"C{i}", label=init)
+        key = key if isinstance(key, tuple) else (key,)
+        ax.set_title(", ".join(f"{f.removeprefix('cfg.')}={v}" for f, v in zip(
+            facets, key, strict=True)) or metric, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+    axes[0][0].legend(title="init")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("-o", "--out", type=Path, default=None,
+                        help="output PNG (default: SWEEP_DIR/plots/<experiment>.png)")
+    args = parser.parse_args(argv)
+    sweep = args.sweep_dir
+    results = load_results(sweep)
+    name = experiment_name(results) or "experiment"
+    out = args.out or sweep / "plots" / f"{name}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if name == "saxe2014":
+        plot_saxe(results, out)
+        table = best_epochs_to_target(results, "cfg.model.depth")
+        print(table.to_string(index=False))
+    elif name == "irnn2015":
+        plot_irnn(results, sweep, out)
+    else:
+        plot_generic(results, sweep, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
