@@ -22,6 +22,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 s["ms_per_step"] = 1000 * s["fit_time_s"] / s["steps"]
             s.update(mlog.test)
             s["status"] = "completed"
+    writes: list[tuple[Path, list[dict[str, Any]], dict[str, Any]]] = []
     histories = {i: trainer.logs[pos].history for pos, i in enumerate(live)} if trainer else {}
     for i, (m, s) in enumerate(zip(members, summaries, strict=True)):
         rows = histories.get(i, [])
@@ -302,10 +304,14 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         s.update(vectorized_k=k_all, job_wall_time_s=wall, wall_time_basis=WALL_TIME_BASIS)
         if job is not None:
             s["vectorized_job"] = job
-        write_csv(m.output_dir / HISTORY_FILE, rows)
-        write_json(m.output_dir / SUMMARY_FILE, s)
-        if loggers[i] is not None:
-            _log_hparams(loggers[i], s)
+        writes.append((m.output_dir, rows, s))
+    # the files are independent and each write waits for its fsync: overlap them
+    with ThreadPoolExecutor(max_workers=min(8, max(len(writes), 1))) as pool:
+        list(pool.map(lambda w: (write_csv(w[0] / HISTORY_FILE, w[1]),
+                                 write_json(w[0] / SUMMARY_FILE, w[2])), writes))
+    for logger, s in zip(loggers, summaries, strict=True):
+        if logger is not None:
+            _log_hparams(logger, s)
     return summaries
 
 
