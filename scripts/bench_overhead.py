@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after timing, profile one initlab run and print the N "
+                             "functions with the most own time")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. diagnostics=off")
     args = parser.parse_args(argv)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -105,7 +108,26 @@ def main(argv: list[str] | None = None) -> float:
     print(f"initlab (Lightning, logging, diagnostics): {o:.3f} ms/step  "
           f"(runs: {', '.join(f'{v:.3f}' for v in ours)})")
     print(f"overhead ratio: {o / p:.3f}")
+    if args.profile:
+        profile(cfg, args.profile)
     return o / p
+
+
+def profile(cfg, top: int) -> None:  # noqa: ANN001
+    """Where an initlab run's time goes (cProfile, own time per function)."""
+    import cProfile
+    import io
+    import pstats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = cProfile.Profile()
+        prof.enable()
+        run(copy.deepcopy(cfg), Path(tmp), progress_bar=False)
+        prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("tottime").print_stats(top)
+    print(buf.getvalue())
 
 
 if __name__ == "__main__":
