@@ -11,6 +11,8 @@ plots (``SWEEP_DIR/plots/``) already show most studies; this script draws what t
   top edge ("not reached").
 * ``irnn2015``: validation MSE per epoch, one line per arm (tanh RNN, IRNN, LSTM; mean over
   seeds, thin lines per seed), with the adding-problem baseline 0.167.
+* ``fixup2019``: validation accuracy per epoch, one line per arm in one panel; runs that
+  diverged are marked with an ``x`` at the epoch they diverged in.
 * anything else: validation accuracy (regression: loss) per epoch, one line per init and one
   panel per value of the other swept keys, mean over seeds.
 """
@@ -27,9 +29,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 ADDING_BASELINE_MSE = 2.0 / 12.0  # always predicting 1.0 (initlab.data.synthetic)
-ARM_ORDER = ["tanh_rnn", "irnn", "lstm"]
+METRIC_LABELS = {"val_loss": "validation MSE", "val_acc": "validation accuracy"}
 
 
 def load_results(sweep: Path) -> pd.DataFrame:
@@ -124,34 +127,78 @@ def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return curves[0][0][:length], np.nanmean([c[1][:length] for c in curves], axis=0)
 
 
-def plot_irnn(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    arms = [a for a in ARM_ORDER if a in set(results["cfg.study.arm"])]
-    arms += sorted(set(results["cfg.study.arm"].dropna()) - set(arms))
+ARM_LABELS = {
+    # fixup2019
+    "default": "no norm, default init",
+    "he": "no norm, He init",
+    "fixup": "no norm, Fixup",
+    "bn_he": "BatchNorm, He init",
+    "bn_zero_residual": "BatchNorm, zero_residual",
+    # irnn2015
+    "tanh_rnn": "tanh RNN",
+    "irnn": "IRNN (ReLU, identity)",
+    "lstm": "LSTM",
+}
+
+
+def plot_arms(results: pd.DataFrame, sweep: Path, out: Path, metric: str, title: str,
+              baseline: tuple[float, str] | None = None) -> Path:
+    """One line per arm (``cfg.study.arm``): the mean over the completed runs (thin lines:
+    each run); a run that diverged is an ``x`` at the epoch it diverged in."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    arms = list(dict.fromkeys(results["cfg.study.arm"].dropna().astype(str)))
+    regression = metric.endswith("loss")
+    low, high = (0.0, 0.25) if regression else (0.0, 1.02)
     for i, arm in enumerate(arms):
         color = f"C{i}"
-        curves = _curves(sweep, results[results["cfg.study.arm"] == arm], "val_loss")
-        if not curves:
-            continue
+        runs = results[results["cfg.study.arm"].astype(str) == arm]
+        done = runs[runs["status"] == "completed"]
+        diverged = runs[runs["status"] == "diverged"]
+        curves = _curves(sweep, done, metric)
         for epochs, values in curves:
             ax.plot(epochs, values, color=color, lw=0.7, alpha=0.35)
-        epochs, mean = _mean_curve(curves)
-        ax.plot(epochs, mean, color=color, lw=2, label=f"{arm} ({len(curves)} seeds)")
-    ax.axhline(ADDING_BASELINE_MSE, color="k", ls="--", lw=1)
-    ax.text(1, ADDING_BASELINE_MSE, "baseline: predict 1.0", va="bottom", fontsize=8)
-    seq = results.get("cfg.dataset.seq_len")
-    title = "Adding problem"
-    if seq is not None and seq.notna().any():
-        title += f", T = {int(seq.dropna().iloc[0])}"
-    ax.set_title(title)
+        label = f"{ARM_LABELS.get(arm, arm)}"
+        if len(diverged):
+            label += f" ({len(diverged)}/{len(runs)} diverged)"
+        if curves:
+            epochs, mean = _mean_curve(curves)
+            ax.plot(epochs, mean, color=color, lw=2, label=label)
+            label = None
+        if len(diverged):
+            where = pd.to_numeric(diverged.get("diverged_epoch"), errors="coerce").fillna(0) + 1
+            y = high - 0.04 * (high - low) if regression else low + 0.04 * (high - low)
+            ax.scatter(where, [y] * len(where), marker="x", s=60, color=color, zorder=4,
+                       label=label)
+    if baseline is not None:
+        value, text = baseline
+        ax.axhline(value, color="k", ls="--", lw=1)
+        ax.text(0.99, value - 0.003, text, va="top", ha="right", fontsize=8,
+                transform=ax.get_yaxis_transform())
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(low, high)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MSE")
-    ax.set_ylim(0, max(0.25, ADDING_BASELINE_MSE * 1.3))
-    ax.legend()
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(title)
+    ax.legend(loc="lower left" if regression else "lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_irnn(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
+    seq = results.get("cfg.dataset.seq_len")
+    title = "Adding problem"
+    if seq is not None and seq.notna().any():
+        title += f", T = {int(seq.dropna().iloc[0])}"
+    return plot_arms(results, sweep, out, "val_loss", title,
+                     baseline=(ADDING_BASELINE_MSE, "baseline: predict 1.0"))
+
+
+def plot_fixup(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
+    depth = pd.to_numeric(results.get("cfg.model.depth"), errors="coerce").dropna()
+    title = f"ResNet-{int(depth.iloc[0])}" if len(depth) else "ResNet"
+    return plot_arms(results, sweep, out, "val_acc", title + ": with and without normalization")
 
 
 def plot_generic(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
@@ -199,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(index=False))
     elif name == "irnn2015":
         plot_irnn(results, sweep, out)
+    elif name == "fixup2019":
+        plot_fixup(results, sweep, out)
     else:
         plot_generic(results, sweep, out)
     print(f"wrote {out}")
