@@ -167,3 +167,30 @@ def test_stacked_forward_is_each_members_forward(act, bias: bool, norm: str) -> 
     stacked.train(False)
     want = torch.stack([m(x[0]) for m in models])
     torch.testing.assert_close(stacked(x[0], shared=True), want, rtol=1e-5, atol=1e-6)
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in sorted(run_dir.rglob("events.out.tfevents*")):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return {tag: sorted(points) for tag, points in out.items()}
+
+
+def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tmp_path) -> None:
+    cfg = compose_cfg("logger=tensorboard", "diagnostics=default", "diagnostics.callback=null",
+                      "trainer.max_epochs=2", "init=xavier", "seed=1")
+    (vec,) = train_members([Member(cfg, tmp_path / "v")])
+    ordinary = run(cfg, tmp_path / "o", progress_bar=False)
+    assert vec["run_name"] == ordinary["run_name"]
+    assert [p.name for p in (tmp_path / "v" / "tb").iterdir()] == [vec["run_name"]]
+    want, got = scalars(tmp_path / "o"), scalars(tmp_path / "v")
+    assert set(got) == set(want)  # train/loss, train/loss_epoch, val/*, test/*, init/*, ...
+    for tag, points in want.items():
+        assert [s for s, _ in got[tag]] == [s for s, _ in points], tag
+        np.testing.assert_allclose([v for _, v in got[tag]], [v for _, v in points],
+                                   rtol=RTOL, atol=1e-6, err_msg=tag)

@@ -250,7 +250,7 @@ class VectorizedTrainer:
                 if self.classification:
                     correct += (out.argmax(-1) == yb).sum(-1)
         n = max(len(x), 1)
-        return (loss_sum / n).float(), ((correct / n).float() if self.classification else None)
+        return loss_sum / n, (correct / n if self.classification else None)
 
     def fit(
         self,
@@ -303,9 +303,9 @@ class VectorizedTrainer:
                 if self.global_step % self.log_every_n_steps == 0:
                     self._log_step(values)
                 self.global_step += 1
-            train_loss = (loss_sum / max(seen, 1)).float().tolist()
-            train_acc = ((correct / max(seen, 1)).float().tolist() if self.classification
-                         else None)
+            # float64 means, as InitStudyModule publishes them
+            train_loss = (loss_sum / max(seen, 1)).tolist()
+            train_acc = (correct / max(seen, 1)).tolist() if self.classification else None
             val_loss, val_acc = self.evaluate(*val, eval_batch_size)
             self._end_epoch(epoch, train_loss, train_acc, val_loss.tolist(),
                             val_acc.tolist() if val_acc is not None else None,
@@ -346,14 +346,16 @@ class VectorizedTrainer:
             row["lr"] = lr
             row["time_s"] = round(elapsed, 4)
             self.logs[j].history.append(row)
-            metrics = {"val/loss": val_loss[j]}
+            # InitStudyModule._log_epoch: train means at the epoch's last step, val means
+            # at the step after it
+            val = {"val/loss": val_loss[j]}
             if val_acc is not None:
-                metrics["val/acc"] = val_acc[j]
-            metrics["train/loss_epoch"] = train_loss[j]
+                val["val/acc"] = val_acc[j]
+            self._log(j, {**val, "epoch": epoch}, self.global_step)
+            train = {"train/loss_epoch": train_loss[j]}
             if train_acc is not None:
-                metrics["train/acc"] = train_acc[j]
-            metrics["epoch"] = float(epoch)
-            self._log(j, metrics, self.global_step - 1)
+                train["train/acc"] = train_acc[j]
+            self._log(j, {**train, "epoch": epoch}, max(self.global_step - 1, 0))
 
     def test(self, x: Tensor, y: Tensor, batch_size: int) -> None:
         """Test every member that did not diverge (as ``trainer.test`` after fit)."""
@@ -368,5 +370,5 @@ class VectorizedTrainer:
             metrics = {"test/loss": float(loss[j])}
             if acc is not None:
                 metrics["test/acc"] = float(acc[j])
-            metrics["epoch"] = float(self.epochs_done)
+            metrics["epoch"] = self.epochs_done
             self._log(j, metrics, self.global_step)
