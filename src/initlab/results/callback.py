@@ -14,13 +14,19 @@ log = logging.getLogger("initlab.sweep")
 
 
 def count_jobs(config: DictConfig) -> int | None:
-    """Number of jobs the basic sweeper will launch for this command line."""
+    """Number of runs the sweep expands to: the command line's sweeps and those an
+    experiment declares in ``hydra.sweeper.params`` (the command line wins per key)."""
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        parser = OverridesParser.create()
+        params = config.hydra.sweeper.get("params") or {}
+        by_key = {ov.key_or_group: ov for ov in
+                  parser.parse_overrides([f"{k}={v}" for k, v in params.items()])}
+        by_key.update({ov.key_or_group: ov for ov in
+                       parser.parse_overrides(list(config.hydra.overrides.task))})
         n = 1
-        for ov in parsed:
+        for ov in by_key.values():
             if ov.is_sweep_override():
                 n *= len(list(ov.sweep_iterator()))
         return n
