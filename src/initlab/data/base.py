@@ -78,6 +78,21 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
+        self._to_training_device()
+
+    def _to_training_device(self) -> None:
+        """Hold the data where the model trains (e.g. the GPU of this DDP rank), moved once:
+        batches are then indexed on the device, with no host-to-device copy per step.
+        ``device`` given explicitly wins; CPU training leaves the tensors where they are."""
+        trainer = getattr(self, "trainer", None)
+        if self.device is not None or trainer is None:
+            return
+        target = trainer.strategy.root_device
+        x = next(iter(self.splits.values()))[0]
+        if target.type == "cpu" or x.device == target:
+            return
+        self.splits = {k: (x.to(target), y.to(target)) for k, (x, y) in self.splits.items()}
+        self._loaders.clear()
 
     def sample_batch(self, n: int, split: str = "train") -> tuple[Tensor, Tensor]:
         """A fixed batch of ``n`` examples (the first ``n`` in a seeded order)."""
