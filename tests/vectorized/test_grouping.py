@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from initlab.vectorized.grouping import (
     JOB_DIR,
@@ -107,3 +108,25 @@ def test_the_sweeper_is_a_discoverable_hydra_plugin() -> None:
                       return_hydra_config=True)
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.initlab_vectorized.VectorizedSweeper"
     assert list(cfg.hydra.sweeper.member_keys) == ["init", "seed"]
+
+
+def test_members_differing_in_seed_share_one_composition() -> None:
+    from hydra import compose as hydra_compose
+
+    from initlab.vectorized.run import MemberComposer
+
+    ovs = ["model.depth=2", "+foo=1", "init=xavier"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        composer = MemberComposer("config", ["hydra/sweeper=vectorized"])
+        composer([*ovs, "seed=0"], 0)
+        cfg, node, subdir = composer([*ovs, "seed=7"], 5)  # from the cached composition
+        assert len(composer._cache) == 1
+        full = hydra_compose("config", overrides=["hydra/sweeper=vectorized", *ovs, "seed=7"],
+                             return_hydra_config=True)
+    want = OmegaConf.to_container(full, resolve=False)
+    want_node = want.pop("hydra")
+    assert OmegaConf.to_container(cfg, resolve=False) == want and cfg.seed == 7
+    assert list(node.overrides.task) == want_node["overrides"]["task"]
+    assert node.job.override_dirname == want_node["job"]["override_dirname"]
+    assert subdir == f"5_{want_node['job']['override_dirname']}"
+    assert subdir == "5_+foo=1,init=xavier,model.depth=2,seed=7"

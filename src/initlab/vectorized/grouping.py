@@ -110,3 +110,21 @@ def decode_members(value: object) -> list[tuple[int, list[str]]]:
             raise ValueError(f"vectorize.members: each item needs num and overrides, got {item!r}")
         out.append((int(item["num"]), [str(o) for o in item.get("overrides") or []]))
     return out
+
+
+_PLAIN_SEED = re.compile(r"^seed=(-?\d+)$")
+
+
+def split_seed(overrides: Sequence[str]) -> tuple[tuple[str, ...], int | None]:
+    """(the overrides without a plain ``seed=<int>``, that int or None). Members that agree
+    on the rest compose to the same config up to ``seed``, so one composition serves
+    them all (composing costs about 0.1 s a run)."""
+    rest, seed = [], None
+    for o in overrides:
+        m = _PLAIN_SEED.match(o)
+        if m:
+            seed = int(m.group(1))
+        else:
+            rest.append(o)
+    return tuple(rest), seed
+

@@ -17,6 +17,7 @@ diagnostics callback does not run (the init probe does).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -39,6 +40,7 @@ from initlab.vectorized.grouping import (
     decode_members,
     is_member_key,
     override_key,
+    split_seed,
 )
 
 log = logging.getLogger("initlab.vectorized")
@@ -318,24 +320,68 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
 # --------------------------------------------------------------------------- Hydra side
 
 
-def _compose_member(
-    config_name: str | None, overrides: list[str], num: int
-) -> tuple[DictConfig, DictConfig, str]:
-    """(task config, hydra node, run folder name) of one member, composed as Hydra would
-    compose that run's job in an ordinary sweep."""
-    from hydra import compose
-
-    full = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    hydra_node = full.hydra
-    with open_dict(full):
-        hydra_node.job.num = num
+def _overrides_dirname(overrides: Sequence[str], hydra_node: DictConfig) -> str | None:
+    """``hydra.job.override_dirname`` of a job with these task overrides (Hydra's own
+    function and settings); None if Hydra's internals moved."""
     try:
-        subdir = str(OmegaConf.select(full, "hydra.sweep.subdir", throw_on_missing=True))
-    except Exception:  # noqa: BLE001 - an unusual subdir pattern: Hydra's default one
-        subdir = f"{num}_{hydra_node.job.override_dirname}"
-    with open_dict(full):
-        del full["hydra"]
-    return full, hydra_node, subdir
+        from hydra._internal.config_loader_impl import get_overrides_dirname
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        conf = hydra_node.job.config.override_dirname
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        return get_overrides_dirname(overrides=parsed, exclude_keys=list(conf.exclude_keys),
+                                     item_sep=conf.item_sep, kv_sep=conf.kv_sep)
+    except Exception:  # noqa: BLE001 - the caller composes instead
+        return None
+
+
+class MemberComposer:
+    """Composes members' configs as Hydra would compose their jobs in an ordinary sweep:
+    (task config, hydra node, run folder name). Members that differ only in a plain
+    ``seed=<int>`` share one composition, copied with the seed (and the seed's traces in
+    the hydra node: task overrides, ``override_dirname``) replaced."""
+
+    def __init__(self, config_name: str | None, hydra_overrides: Sequence[str]) -> None:
+        self.config_name = config_name
+        self.hydra_overrides = list(hydra_overrides)
+        self._cache: dict[tuple[str, ...], DictConfig] = {}
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        from hydra import compose
+
+        return compose(config_name=self.config_name,
+                       overrides=[*self.hydra_overrides, *overrides], return_hydra_config=True)
+
+    def _full(self, overrides: list[str]) -> DictConfig:
+        from omegaconf import read_write
+
+        rest, seed = split_seed(overrides)
+        if seed is None:
+            return self._compose(overrides)
+        if rest not in self._cache:
+            self._cache[rest] = self._compose(overrides)
+        full = copy.deepcopy(self._cache[rest])
+        dirname = _overrides_dirname(overrides, full.hydra)
+        if dirname is None:
+            return self._compose(overrides)
+        with read_write(full), open_dict(full):
+            full.seed = seed
+            full.hydra.overrides.task = list(overrides)
+            full.hydra.job.override_dirname = dirname
+        return full
+
+    def __call__(self, overrides: list[str], num: int) -> tuple[DictConfig, DictConfig, str]:
+        full = self._full(overrides)
+        hydra_node = full.hydra
+        with open_dict(full):
+            hydra_node.job.num = num
+        try:
+            subdir = str(OmegaConf.select(full, "hydra.sweep.subdir", throw_on_missing=True))
+        except Exception:  # noqa: BLE001 - an unusual subdir pattern: Hydra's default one
+            subdir = f"{num}_{hydra_node.job.override_dirname}"
+        with open_dict(full):
+            del full["hydra"]
+        return full, hydra_node, subdir
 
 
 def _member_line(i: int, k: int, overrides: list[str], s: dict[str, Any]) -> str:
@@ -369,13 +415,14 @@ def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path |
     if mine:  # the sweeper's own subdir override names the job folder, not the runs'
         hydra_ovs.pop(mine[-1])
     t0 = time.perf_counter()
+    compose_member = MemberComposer(hc.job.config_name, hydra_ovs)
     todo: list[Member] = []
     results: dict[int, dict[str, Any]] = {}
     labels: dict[int, list[str]] = {}
     order: list[int] = []
     for num, own in spec:
         overrides = [*shared, *own]
-        mcfg, hnode, subdir = _compose_member(hc.job.config_name, [*hydra_ovs, *overrides], num)
+        mcfg, hnode, subdir = compose_member(overrides, num)
         run_dir = sweep_dir / subdir
         with open_dict(hnode):
             hnode.runtime.output_dir = str(run_dir.resolve())

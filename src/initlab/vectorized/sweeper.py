@@ -34,6 +34,7 @@ from initlab.vectorized.grouping import (
     decode_members,
     group_jobs,
     is_member_key,
+    split_seed,
 )
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,12 @@ class VectorizedSweeper(Sweeper):
         for job in batch:
             shared = [o for o in job if not o.startswith((VECTORIZE_KEY_OVERRIDE, "hydra."))]
             job_cfg = loader.load_sweep_config(self.config, list(job))
+            seen: set[tuple[str, ...]] = set()
             for _, member in decode_members(job_cfg.vectorize.members):
+                rest, seed = split_seed([*shared, *member])
+                if seed is not None and rest in seen:
+                    continue  # differs from a checked member only in a plain seed=<int>
+                seen.add(rest)
                 cfg = loader.load_sweep_config(self.config, [*shared, *member])
                 try:
                     check_supported(cfg, model_choice=cfg.hydra.runtime.choices.get("model"))
