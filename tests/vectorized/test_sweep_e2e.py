@@ -35,7 +35,7 @@ def test_four_runs_in_one_job(run_train, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "[vectorized] 4 runs in 1 job(s)" in out
-    assert out.count("[job ") == 1  # Hydra launched ONE job ...
+    assert out.count("[vectorized job ") == 1  # Hydra launched ONE job ...
     assert out.count("[run ") == 4  # ... that trained the four runs
     sweep = only_sweep(tmp_path)
     assert [p.name for p in (sweep / ".vectorized").iterdir()] == ["0"]

@@ -56,6 +56,13 @@ class AggregateSweep(Callback):
         if config.hydra.mode is None or str(config.hydra.mode) != "RunMode.MULTIRUN":
             return
         self.done += 1
+        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
+        if isinstance(value, dict) and value.get("vectorized"):
+            # one job trained several runs; it printed a line per run itself
+            shared = [o for o in job_return.overrides or [] if "vectorize.members" not in o]
+            print(f"[vectorized job {config.hydra.job.num + 1}] {' '.join(shared) or '(defaults)'}"
+                  f": {value.get('status')}", flush=True)
+            return
         if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
             s = job_return.return_value
             status = s.get("status", "?")
