@@ -26,9 +26,8 @@ import torch
 from torch import Tensor
 
 from initlab.data.augment import random_crop_flip
-from initlab.data.base import InMemoryDataModule
-from initlab.data.mnist import _check_optional_positive, vision_splits
-from initlab.data.paths import DatasetNotFoundError, resolve_data_dir
+from initlab.data.mnist import FileDataModule
+from initlab.data.paths import DatasetNotFoundError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -55,7 +54,7 @@ def read_cifar_batch(path: str | Path) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
 
 
-class CIFAR10DataModule(InMemoryDataModule):
+class CIFAR10DataModule(FileDataModule):
     """CIFAR-10: 50,000 train (minus ``val_frac`` for validation) + 10,000 test images,
     ``(3, 32, 32)``, 10 classes. ``augment=True`` applies random crop (zero padding
     ``augment_pad``) + horizontal flip to training batches only."""
@@ -65,58 +64,21 @@ class CIFAR10DataModule(InMemoryDataModule):
     num_outputs = 10
     input_shape = (3, 32, 32)
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        download: bool = True,
-        val_frac: float = 0.1,
-        augment: bool = False,
-        augment_pad: int = 4,
-        subset: int | None = None,
-        eval_subset: int | None = None,
-        **kwargs,
-    ) -> None:
+    FILES = TRAIN_FILES + TEST_FILES
+    FILES_HINT = "the python-version batches"
+
+    def __init__(self, augment: bool = False, augment_pad: int = 4, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0 <= val_frac < 1:
-            raise ValueError(f"dataset.val_frac={val_frac} must be in [0, 1)")
         if isinstance(augment_pad, bool) or not isinstance(augment_pad, int) or augment_pad < 0:
             raise ValueError(f"dataset.augment_pad={augment_pad!r} must be an integer >= 0")
-        _check_optional_positive("subset", subset)
-        _check_optional_positive("eval_subset", eval_subset)
-        self.data_dir = data_dir
-        self.download = bool(download)
-        self.val_frac = val_frac
         self.augment = bool(augment)
         self.augment_pad = augment_pad
-        self.subset = subset
-        self.eval_subset = eval_subset
         if self.augment:
             self.train_transform = partial(random_crop_flip, pad=augment_pad)
 
     @property
-    def root(self) -> Path:
-        return resolve_data_dir(self.data_dir)
-
-    @property
     def folder(self) -> Path:
         return self.root / FOLDER
-
-    def missing_files(self) -> list[Path]:
-        files = TRAIN_FILES + TEST_FILES
-        return [self.folder / f for f in files if not (self.folder / f).is_file()]
-
-    def check_available(self) -> Path:
-        """Fail before training when files are missing and ``download`` is off (cheap)."""
-        missing = self.missing_files()
-        if missing and not self.download:
-            names = ", ".join(p.name for p in missing)
-            raise DatasetNotFoundError(
-                f"dataset {self.name!r} not found: missing {names} in {self.folder} "
-                f"(data_dir={self.root}). dataset.download=false, so nothing is downloaded: "
-                f"set dataset.download=true, or put the python-version batches there (or "
-                f"point dataset.data_dir / $INITLAB_DATA_DIR at a directory that has them)."
-            )
-        return self.root
 
     def fetch(self) -> None:
         """Download and extract the official archive with torchvision (md5-checked)."""
@@ -145,12 +107,5 @@ class CIFAR10DataModule(InMemoryDataModule):
 
         x_train, y_train = read(TRAIN_FILES)
         x_test, y_test = read(TEST_FILES)
-        return vision_splits(
-            x_train.to(torch.float32).div_(255.0),
-            y_train,
-            x_test.to(torch.float32).div_(255.0),
-            y_test,
-            self.val_frac,
-            self.subset,
-            self.eval_subset,
-        )
+        return self.splits_from(x_train.to(torch.float32).div_(255.0), y_train,
+                                x_test.to(torch.float32).div_(255.0), y_test)

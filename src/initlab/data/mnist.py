@@ -67,15 +67,15 @@ def vision_splits(
     }
 
 
-class MNISTDataModule(InMemoryDataModule):
-    """MNIST digits: 60,000 train (minus ``val_frac`` for validation) + 10,000 test images,
-    ``(1, 28, 28)``, 10 classes."""
+class FileDataModule(InMemoryDataModule):
+    """An image data set read from files under ``data_dir``: the options every such data
+    set has, and the check that fails before training when files are missing.
 
-    name = "mnist"
-    task = "classification"
-    num_outputs = 10
-    input_shape = (1, 28, 28)
-    torchvision_name = "MNIST"  # the torchvision class, also its folder under data_dir
+    Subclasses set ``folder`` (where the files are), ``FILES`` and ``FILES_HINT`` (what to
+    put there, for the error message)."""
+
+    FILES: tuple[str, ...] = ()
+    FILES_HINT = "the data files"
 
     def __init__(
         self,
@@ -103,18 +103,12 @@ class MNISTDataModule(InMemoryDataModule):
         return resolve_data_dir(self.data_dir)
 
     @property
-    def raw_dir(self) -> Path:
-        return self.root / self.torchvision_name / "raw"
+    def folder(self) -> Path:
+        raise NotImplementedError
 
     def missing_files(self) -> list[Path]:
-        """The raw IDX files that are not on disk (empty when the data set is there).
-
-        torchvision's legacy ``processed/{training,test}.pt`` cache also counts as present.
-        """
-        processed = self.root / self.torchvision_name / "processed"
-        if all((processed / f).is_file() for f in ("training.pt", "test.pt")):
-            return []
-        return [self.raw_dir / f for f in IDX_FILES if not (self.raw_dir / f).is_file()]
+        """The files that are not on disk (empty when the data set is there)."""
+        return [self.folder / f for f in self.FILES if not (self.folder / f).is_file()]
 
     def check_available(self) -> Path:
         """Fail before training when the files are missing and ``download`` is off.
@@ -126,12 +120,48 @@ class MNISTDataModule(InMemoryDataModule):
         if missing and not self.download:
             names = ", ".join(p.name for p in missing)
             raise DatasetNotFoundError(
-                f"dataset {self.name!r} not found: missing {names} in {self.raw_dir} "
+                f"dataset {self.name!r} not found: missing {names} in {self.folder} "
                 f"(data_dir={self.root}). dataset.download=false, so nothing is downloaded: "
-                f"set dataset.download=true, or put the IDX files there (or point "
+                f"set dataset.download=true, or put {self.FILES_HINT} there (or point "
                 f"dataset.data_dir / $INITLAB_DATA_DIR at a directory that has them)."
             )
         return self.root
+
+    def splits_from(self, x_train: Tensor, y_train: Tensor, x_test: Tensor,
+                    y_test: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        return vision_splits(x_train, y_train, x_test, y_test, self.val_frac, self.subset,
+                             self.eval_subset)
+
+
+class MNISTDataModule(FileDataModule):
+    """MNIST digits: 60,000 train (minus ``val_frac`` for validation) + 10,000 test images,
+    ``(1, 28, 28)``, 10 classes."""
+
+    name = "mnist"
+    task = "classification"
+    num_outputs = 10
+    input_shape = (1, 28, 28)
+    torchvision_name = "MNIST"  # the torchvision class, also its folder under data_dir
+    FILES = IDX_FILES
+    FILES_HINT = "the IDX files"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / self.torchvision_name / "raw"
+
+    @property
+    def folder(self) -> Path:
+        return self.raw_dir
+
+    def missing_files(self) -> list[Path]:
+        """The raw IDX files that are not on disk (empty when the data set is there).
+
+        torchvision's legacy ``processed/{training,test}.pt`` cache also counts as present.
+        """
+        processed = self.root / self.torchvision_name / "processed"
+        if all((processed / f).is_file() for f in ("training.pt", "test.pt")):
+            return []
+        return super().missing_files()
 
     def _torchvision(self, train: bool):
         from torchvision import datasets
@@ -155,15 +185,8 @@ class MNISTDataModule(InMemoryDataModule):
         def to_float(images: Tensor) -> Tensor:
             return images.unsqueeze(1).to(torch.float32).div_(255.0)
 
-        return vision_splits(
-            to_float(train.data),
-            train.targets.long(),
-            to_float(test.data),
-            test.targets.long(),
-            self.val_frac,
-            self.subset,
-            self.eval_subset,
-        )
+        return self.splits_from(to_float(train.data), train.targets.long(),
+                                to_float(test.data), test.targets.long())
 
 
 class FashionMNISTDataModule(MNISTDataModule):
