@@ -53,7 +53,10 @@ def _choices(cfg: DictConfig, choices: dict[str, str] | None) -> dict[str, str]:
     return {k: str(v) for k, v in found.items() if v is not None and not k.startswith("hydra")}
 
 
-def _metrics(history: list[dict[str, Any]], target: float | None, task: str) -> dict[str, Any]:
+def history_metrics(
+    history: list[dict[str, Any]], target: float | None, task: str
+) -> dict[str, Any]:
+    """Final/best metrics and epochs to the target, derived from the per-epoch history."""
     out: dict[str, Any] = {"epochs_run": len(history)}
     if not history:
         return out
@@ -213,7 +216,7 @@ def run(
         summary.update(status="failed", error_type=type(root).__name__, error=str(root),
                        traceback="".join(traceback.format_exception(exc)))
         log.error("run %s failed: %s: %s", name, type(root).__name__, root)
-    summary.update(_metrics(history.rows, cfg.get("target_metric"), task))
+    summary.update(history_metrics(history.rows, cfg.get("target_metric"), task))
     summary["history"] = HISTORY_FILE
     if probe_cb is not None and probe_cb.records:
         summary["init_diagnostics"] = probe_cb.records

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from initlab.pipeline import history_metrics
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -28,30 +30,6 @@ def history_rows(val: Sequence[float], task: str = "classification",
         row.update(lr=0.1, time_s=0.5 * e)
         rows.append(row)
     return rows
-
-
-def metrics_from(history: list[dict[str, Any]], task: str, target: float | None
-                 ) -> dict[str, Any]:
-    """The summary metrics the pipeline derives from a history."""
-    out: dict[str, Any] = {"epochs_run": len(history)}
-    if not history:
-        return out
-    last = history[-1]
-    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-        if key in last:
-            out[f"final_{key}"] = last[key]
-    if task == "classification":
-        out["best_val_acc"], out["best_epoch"] = max((r["val_acc"], r["epoch"])
-                                                     for r in history)
-    out["best_val_loss"] = min(r["val_loss"] for r in history)
-    out["best_train_loss"] = min(r["train_loss"] for r in history)
-    if target is not None:
-        if task == "classification":
-            hit = [r["epoch"] for r in history if r["val_acc"] >= target]
-        else:
-            hit = [r["epoch"] for r in history if r["val_loss"] <= target]
-        out["epochs_to_target"] = hit[0] if hit else None
-    return out
 
 
 def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -119,7 +97,7 @@ def write_run(
     if status == "failed":
         summary.update(error_type=error_type or "RuntimeError", error=error or "boom",
                        traceback="Traceback ...")
-    summary.update(metrics_from(hist, task, target))
+    summary.update(history_metrics(hist, target, task))  # as the pipeline does
     summary["history"] = "history.csv"
     if diagnostics is not None:
         summary["init_diagnostics"] = diagnostics

@@ -154,7 +154,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
 
     from initlab.data.batcher import TensorBatcher
     from initlab.models.activations import activation_factory
-    from initlab.pipeline import _choices, _log_hparams, _metrics, quiet_libraries
+    from initlab.pipeline import _choices, _log_hparams, history_metrics, quiet_libraries
     from initlab.vectorized.engine import StackedModel, VectorizedTrainer
 
     quiet_libraries()
@@ -296,7 +296,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     histories = {i: trainer.logs[pos].history for pos, i in enumerate(live)} if trainer else {}
     for i, (m, s) in enumerate(zip(members, summaries, strict=True)):
         rows = histories.get(i, [])
-        s.update(_metrics(rows, m.cfg.get("target_metric"), task))
+        s.update(history_metrics(rows, m.cfg.get("target_metric"), task))
         s["history"] = HISTORY_FILE
         if probes[i] is not None and probes[i].records:
             s["init_diagnostics"] = probes[i].records
