@@ -12,7 +12,9 @@ AXES = ("dataset", "model", "init", "activation", "optimizer", "seed")
 # Keys of the trainer group that initlab handles itself (not pl.Trainer arguments);
 # the module clips gradients since it runs the optimizer steps.
 _TRAINER_EXTRA_KEYS = ("checkpoint", "steps_per_call", "gradient_clip_val",
-                       "gradient_clip_algorithm")
+                       "gradient_clip_algorithm", "direct_steps", "lean_validation")
+# Trainer arguments that need Lightning's own validation loop.
+_VAL_LOOP_KEYS = ("val_check_interval", "limit_val_batches")
 
 
 # Bookkeeping keys that say where output goes, not what was trained.
@@ -70,11 +72,22 @@ def run_name(choices: dict[str, str], seed: int, overrides: list[str] | None = N
     return slug(",".join(parts))
 
 
+def lean_validation(trainer_cfg: DictConfig) -> bool:
+    """Whether the module validates itself (``trainer.lean_validation``, unless a key that
+    needs Lightning's validation loop is set)."""
+    return bool(trainer_cfg.get("lean_validation", False)) and not any(
+        trainer_cfg.get(key) is not None for key in _VAL_LOOP_KEYS
+    )
+
+
 def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
-    """Arguments for ``pl.Trainer`` from the trainer group (initlab's own keys removed)."""
+    """Arguments for ``pl.Trainer`` from the trainer group (initlab's own keys removed;
+    Lightning's validation loop off when the module validates)."""
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
     for key in _TRAINER_EXTRA_KEYS:
         kwargs.pop(key, None)
+    if lean_validation(trainer_cfg):
+        kwargs["limit_val_batches"] = 0
     return kwargs
 
 
@@ -93,6 +106,8 @@ def validate(cfg: DictConfig) -> None:
     spc = t.get("steps_per_call", 1)
     _check(isinstance(spc, int) and spc >= 1, "trainer.steps_per_call", spc,
            "an integer >= 1 (optimizer steps per Lightning call)")
+    for key in ("direct_steps", "lean_validation"):
+        _check(t.get(key, False) in (True, False), f"trainer.{key}", t.get(key), "true or false")
     clip = t.get("gradient_clip_val")
     _check(clip is None or (isinstance(clip, (int, float)) and clip >= 0),
            "trainer.gradient_clip_val", clip, "a number >= 0 or null")

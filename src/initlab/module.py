@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from initlab.direct_steps import STEP_HOOKS, VAL_HOOKS, direct_steps_supported, step_hooks
+from initlab.modes import restore_training, set_training
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
@@ -33,12 +36,19 @@ class InitStudyModule(pl.LightningModule):
         init_batch_size: int = 256,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
+        direct_steps: bool = True,
+        lean_validation: bool = False,
     ) -> None:
         super().__init__()
         # The optimizer steps are ours (a call may hold several minibatches, see
-        # TensorBatcher.steps_per_call); Lightning still runs backward, the optimizer step
-        # and their hooks, so callbacks see every step.
+        # TensorBatcher.steps_per_call). With ``direct_steps`` (single device, plain
+        # precision) backward and the step are called directly and the per-step hooks only
+        # on the callbacks that override them; otherwise through Lightning's wrappers.
+        # Either way every callback sees every step. ``lean_validation``: the module
+        # validates at each epoch end itself (the Trainer's validation loop is then off).
         self.automatic_optimization = False
+        self.direct_steps = direct_steps
+        self.lean_validation = lean_validation
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.initializer = initializer
@@ -52,7 +62,8 @@ class InitStudyModule(pl.LightningModule):
         self.task = task
         self.classification = task == "classification"
         self.num_outputs = num_outputs
-        self._sums: dict[str, Tensor] = {}  # split -> [loss * n, correct, n]
+        # split -> (step losses, batch sizes, outputs, targets) of the running epoch
+        self._tally: dict[str, tuple[list[Tensor], list[int], list[Tensor], list[Tensor]]] = {}
         # the latest epoch means, e.g. {"val/acc": 0.97}: read by callbacks and the pipeline
         self.epoch_metrics: dict[str, float] = {}
         self.init_report: list[dict[str, Any]] = []
@@ -80,34 +91,50 @@ class InitStudyModule(pl.LightningModule):
             return F.cross_entropy(out, y)
         return F.mse_loss(out, y)
 
-    # Epoch metrics are summed on the device and logged once per epoch: ``self.log`` on
+    # Epoch metrics are kept on the device and reduced once per epoch: ``self.log`` on
     # every step costs more than a whole training step of a small model (Lightning moves
-    # its result objects on each call), and this keeps the same batch-size-weighted means.
-    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
-        x, y = batch
-        out = self(x)
-        loss = self.loss(out, y)
-        sums = self._sums.get(split)
-        if sums is None:
-            sums = self._sums[split] = torch.zeros(3, device=loss.device, dtype=torch.float64)
-        n = y.shape[0]
-        sums[0] += loss.detach() * n
+    # its result objects on each call), and even a few tiny tensor ops per step (a few us
+    # each on a CPU) add up; the batch-size-weighted means are the same.
+    def _accumulate(self, split: str, losses: Tensor, outs: list[Tensor],
+                    ys: list[Tensor]) -> None:
+        """Keep the (detached) step losses and outputs of one call for the epoch means."""
+        tally = self._tally.setdefault(split, ([], [], [], []))
+        tally[0].append(losses)
+        tally[1].extend(y.shape[0] for y in ys)
         if self.classification:
-            sums[1] += (out.detach().argmax(dim=1) == y).sum()
-        sums[2] += n
-        return loss
+            tally[2].extend(outs)
+            tally[3].extend(ys)
+
+    def _epoch_sums(self, split: str) -> list[float] | None:
+        """[sum of loss * batch size, correct predictions, examples] of the epoch, summed
+        over the DDP processes (the tensors are detached: no graph is built)."""
+        tally = self._tally.pop(split, None)
+        if tally is None:
+            return None
+        losses, ns, outs, ys = tally
+        step_losses = (losses[0] if len(losses) == 1 else torch.cat(losses)).double()
+        if len(set(ns)) == 1:
+            total = step_losses.sum() * ns[0]
+        else:
+            total = step_losses @ torch.tensor(ns, dtype=torch.float64, device=step_losses.device)
+        if self.classification:
+            correct = (torch.cat(outs).argmax(dim=1) == torch.cat(ys)).sum()
+        else:
+            correct = torch.zeros((), dtype=torch.long, device=total.device)
+        if self.trainer.world_size > 1:  # exact global means over the DDP processes
+            sums = torch.stack([total, correct.double(), torch.full_like(total, sum(ns))])
+            return self.trainer.strategy.reduce(sums, reduce_op="sum").tolist()
+        return [*torch.stack([total, correct.double()]).tolist(), float(sum(ns))]
 
     def _log_epoch(self, split: str) -> None:
         """Publish the epoch means in ``epoch_metrics`` and write them to the logger.
 
         ``self.log`` is avoided here too: it costs about a millisecond per call, which at
         a few calls per epoch of 20 small steps is a tenth of the training time."""
-        sums = self._sums.pop(split, None)
+        sums = self._epoch_sums(split)
         if sums is None:
             return
-        if self.trainer.world_size > 1:  # exact global means over the DDP processes
-            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        total_loss, correct, count = sums.tolist()
+        total_loss, correct, count = sums
         count = max(count, 1.0)
         metrics = {f"{split}/loss{'_epoch' if split == 'train' else ''}": total_loss / count}
         if self.classification:
@@ -118,35 +145,129 @@ class InitStudyModule(pl.LightningModule):
             step = self.trainer.global_step - (1 if split == "train" else 0)
             logger.log_metrics({**metrics, "epoch": self.current_epoch}, max(step, 0))
 
+    # -- training ------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        self._direct = self.direct_steps and direct_steps_supported(self)
+        self._hooks = self._collect_hooks()
+        loop = self.trainer.fit_loop.epoch_loop
+        self._step_progress = loop.manual_optimization.optim_step_progress if self._direct else None
+
+    def _collect_hooks(self) -> dict[str, list[Callable[..., Any]]]:
+        """The overriding implementations of the hooks this module fires itself."""
+        self._modules_list = list(self.modules())  # for cheap train/eval switches
+        return {name: step_hooks(self.trainer, self, name) for name in STEP_HOOKS + VAL_HOOKS}
+
+    def _direct_backward(self, loss: Tensor) -> None:
+        """``manual_backward`` without Lightning's dispatch: the per-step hooks are called
+        only on the callbacks (and module) that override them, in Lightning's order."""
+        for hook in self._hooks["on_before_backward"]:
+            hook(loss)
+        loss.backward()
+        for hook in self._hooks["on_after_backward"]:
+            hook()
+
+    def _direct_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``LightningOptimizer.step`` for a plain single-device run: the hooks, the step
+        and the step counter that ``trainer.global_step`` reads."""
+        progress = self._step_progress
+        progress.increment_ready()
+        for hook in self._hooks["on_before_optimizer_step"]:
+            hook(optimizer)
+        optimizer.step()
+        progress.increment_completed()
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """One optimizer step per ``(x, y)`` minibatch of the call (a list of them, or one).
         Returns the step losses for the divergence check."""
         steps = batch if isinstance(batch, list) else [batch]
         opt = self.optimizers()
-        logger, every = self.logger, self.trainer.log_every_n_steps
-        losses = []
-        for minibatch in steps:
-            loss = self._step(minibatch, "train")
+        direct = getattr(self, "_direct", False)
+        if direct:  # same steps, same hooks, without Lightning's per-step wrappers
+            opt = opt.optimizer
+            backward, step = self._direct_backward, self._direct_step
+        else:
+            backward, step = self.manual_backward, lambda o: o.step()
+        clip = self.gradient_clip_val
+        first_step = self.trainer.global_step
+        losses, outs, ys = [], [], []
+        # the wrapped model directly, unless a subclass changed forward (one call level less)
+        forward = self.model if type(self).forward is InitStudyModule.forward else self
+        for x, y in steps:
+            out = forward(x)
+            loss = self.loss(out, y)
             opt.zero_grad()
-            self.manual_backward(loss)
-            if self.gradient_clip_val:
-                self.clip_gradients(opt, gradient_clip_val=self.gradient_clip_val,
+            backward(loss)
+            if clip:
+                self.clip_gradients(opt, gradient_clip_val=clip,
                                     gradient_clip_algorithm=self.gradient_clip_algorithm)
-            step = self.trainer.global_step
-            opt.step()
-            if logger is not None and every and step % every == 0:
-                logger.log_metrics({"train/loss": float(loss.detach())}, step)
+            step(opt)
             losses.append(loss.detach())
-        return {"losses": torch.stack(losses)}
+            outs.append(out.detach())
+            ys.append(y)
+        losses_t = torch.stack(losses)
+        self._accumulate("train", losses_t, outs, ys)
+        self._log_step_losses(losses_t, first_step)
+        return {"losses": losses_t}
+
+    def _log_step_losses(self, losses: Tensor, first_step: int) -> None:
+        """``train/loss`` of the call's logging steps, with one device-to-host copy."""
+        logger, every = self.logger, self.trainer.log_every_n_steps
+        if logger is None or not every:
+            return
+        offset = (-first_step) % every
+        if offset >= len(losses):
+            return
+        values = losses[offset::every].tolist()
+        for i, value in enumerate(values):
+            logger.log_metrics({"train/loss": value}, first_step + offset + i * every)
+
+    # -- evaluation ----------------------------------------------------------------------
+    def _eval_step(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+        x, y = batch
+        out = self(x)
+        self._accumulate(split, self.loss(out, y).detach().reshape(1), [out], [y])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._eval_step(batch, "test")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Lean validation where Lightning's loop would validate: after the epoch's last
+        # training call (or the last one before a stop), before on_train_epoch_end.
+        if not self.lean_validation:
+            return
+        trainer = self.trainer
+        last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop or (
+            0 < (trainer.max_steps or -1) <= trainer.global_step)
+        every = trainer.check_val_every_n_epoch or 1
+        if last and (self.current_epoch + 1) % every == 0:
+            self.validate_in_place()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+
+    def validate_in_place(self) -> None:
+        """One pass over the validation split in eval mode without gradients, with the
+        callbacks' ``on_validation_epoch_start/end`` hooks around it: what Lightning's
+        validation loop does for this module (the same ``val/*`` means), without its
+        per-epoch machinery, about a tenth of an epoch of a small model."""
+        loader = self.trainer.datamodule.val_dataloader()
+        hooks = self._hooks if hasattr(self, "_hooks") else self._collect_hooks()
+        for hook in hooks["on_validation_epoch_start"]:
+            hook()
+        modules = self._modules_list
+        was_training = [m.training for m in modules]
+        set_training(modules, False)
+        try:
+            with torch.inference_mode():
+                for batch in loader:
+                    self._eval_step(batch, "val")
+        finally:
+            restore_training(modules, was_training)
+        for hook in hooks["on_validation_epoch_end"]:  # ends with this module's: val/* means
+            hook()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

@@ -14,7 +14,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from initlab.config import AXES, run_name, study_config, trainer_kwargs, validate
+from initlab.config import (
+    AXES,
+    lean_validation,
+    run_name,
+    study_config,
+    trainer_kwargs,
+    validate,
+)
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -150,6 +157,8 @@ def run(
             seed=cfg.seed,
             gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
             gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
+            direct_steps=bool(cfg.trainer.get("direct_steps", True)),
+            lean_validation=lean_validation(cfg.trainer),
         )
         if hasattr(dm, "steps_per_call"):
             dm.steps_per_call = int(cfg.trainer.get("steps_per_call", 1))

@@ -56,7 +56,7 @@ def fit(tmp_path, module: pl.LightningModule, callback: TrainingDiagnostics, **k
 
 
 def test_tags_are_written(tmp_path):
-    cb = TrainingDiagnostics(log_every_n_steps=2, histograms=True)
+    cb = TrainingDiagnostics(log_every_n_steps=2, histograms=True, dense_start=False)
     log_dir = fit(tmp_path, Tiny(), cb, max_epochs=2)
     acc = EventAccumulator(log_dir, size_guidance={"scalars": 0, "histograms": 0})
     acc.Reload()
@@ -73,6 +73,16 @@ def test_tags_are_written(tmp_path):
     assert len(acc.Scalars("diag/dead_frac/net.0")) == 2
     ratio = acc.Scalars("diag/update_ratio/net.2")[0].value
     assert 0 < ratio < 1
+
+
+def test_dense_start_logs_powers_of_two_then_the_interval(tmp_path):
+    # 16 optimizer steps: interval 8 gives steps 0 and 8, dense_start adds 1, 2 and 4.
+    cb = TrainingDiagnostics(log_every_n_steps=8, dead_frac_every_epoch=False)
+    log_dir = fit(tmp_path, Tiny(), cb, max_epochs=4)
+    acc = EventAccumulator(log_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("diag/grad_norm/total")] == [0, 1, 2, 4, 8]
+    assert [e.step for e in acc.Scalars("diag/update_ratio/net.0")] == [0, 1, 2, 4, 8]
 
 
 def test_exploding_gradients_warn_once(tmp_path, caplog):
@@ -117,7 +127,7 @@ def test_warning_episodes(caplog, bad, read_every, expected):
     with caplog.at_level(logging.WARNING, logger="initlab.diagnostics"):
         for step, flag in enumerate(bad):
             total = torch.tensor(1e4 if flag == "X" else 1.0)
-            cb._count(total, {id(layer.weight): total}, total.device)
+            cb._count(total, {id(layer.weight): total})
             if step % read_every == read_every - 1:
                 trainer.global_step = step
                 cb._read_counters(trainer)
@@ -130,7 +140,8 @@ def test_check_stride_sets_what_patience_counts(tmp_path, caplog, check_every, w
     # 8 exploding steps, logged every 4: by default only steps 0 and 4 are checked, which
     # is fewer than patience=3 consecutive checks; checking every step finds the episode.
     cb = TrainingDiagnostics(log_every_n_steps=4, patience=3, check_every_n_steps=check_every,
-                             dead_frac_every_epoch=False, update_ratio=False)
+                             dead_frac_every_epoch=False, update_ratio=False,
+                             dense_start=False)
     with caplog.at_level(logging.WARNING, logger="initlab.diagnostics"):
         fit(tmp_path, Tiny(loss_scale=1e6, lr=0.0), cb, max_steps=8)
     assert len([r for r in caplog.records if r.name == "initlab.diagnostics"]) == warns

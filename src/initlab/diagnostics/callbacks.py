@@ -13,13 +13,23 @@ the end of training.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from initlab.diagnostics.probe import ForwardRecorder, preserved_state, weight_layers
+from initlab.diagnostics.probe import (
+    ForwardRecorder,
+    _unit_dim,
+    dead_unit_counts,
+    hook_targets,
+    preserved_state,
+    weight_layers,
+)
 
 log = logging.getLogger("initlab.diagnostics")
 HIST_VALUES = 100_000  # activation values kept per layer for a histogram
@@ -33,6 +43,41 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
         except RuntimeError:  # mixed devices / dtypes
             pass
     return [torch.linalg.vector_norm(g) for g in grads]
+
+
+def _host(values: list[Any]) -> list[float]:
+    """Floats of 0-d tensors (or numbers), with one device-to-host copy in the usual case."""
+    if not values:
+        return []
+    try:
+        return torch.stack(values).tolist()
+    except (RuntimeError, TypeError):  # numbers, other dtypes or devices
+        return [float(v) for v in values]
+
+
+def _total_norm(norms: list[torch.Tensor]) -> torch.Tensor:
+    try:
+        return torch.linalg.vector_norm(torch.stack(norms))
+    except RuntimeError:  # norms on different devices
+        device = norms[0].device
+        return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
+
+
+def _ratio(change: float, norm: float) -> float:
+    if norm:
+        return change / norm
+    return float("inf") if change else float("nan")
+
+
+def _dead_plan(recs: list[Any]) -> list[tuple[str, nn.Module, int, str]]:
+    """(name, module whose output counts, unit dim, activation) per recorded layer, or []
+    when a module serves several layers (a shared activation, weight sharing): those need
+    the recorder's pairing on every pass."""
+    plan = [(r.name, r.act_module if r.act is not None else r.module, _unit_dim(r.module),
+             r.act_name if r.act is not None else "none") for r in recs]
+    unique = len({id(m) for _, m, _, _ in plan}) == len(plan)
+    same_calls = len({r.calls for r in recs}) <= 1  # each layer once per forward
+    return plan if unique and same_calls else []
 
 
 def _inputs_of(batch: Any) -> torch.Tensor | None:
@@ -75,8 +120,10 @@ class TrainingDiagnostics(pl.Callback):
         patience: int = 5,
         fixed_batch_size: int = 256,
         check_every_n_steps: int | None = None,
+        dense_start: bool = True,
     ) -> None:
         self.check_every_n_steps = check_every_n_steps
+        self.dense_start = dense_start
         self.log_every_n_steps = log_every_n_steps
         self.grad_norms = grad_norms
         self.update_ratio = update_ratio
@@ -87,20 +134,32 @@ class TrainingDiagnostics(pl.Callback):
         self.patience = patience
         self.fixed_batch_size = fixed_batch_size
         self._layers: list[tuple[str, nn.Module]] = []
+        self._params: list[nn.Parameter] = []
+        self._targets: list[tuple[str, nn.Module, bool]] = []
+        # (name, module whose output counts, unit dim, activation) per layer; [] = no plan
+        self._dead_plan: list[tuple[str, nn.Module, int, str]] | None = None
+        self._finish_capture: Callable[[], tuple[dict[str, float], list[Any]]] | None = None
+        self._captured_epoch = -1
         self._order: list[nn.Module] = []
         self._order_hooks: list[Any] = []
         self._fixed: torch.Tensor | None = None
         self._snapshot: dict[str, torch.Tensor] = {}
         self._snapshot_step = 0
-        self._runs: torch.Tensor | None = None  # [explode, vanish] consecutive bad steps
-        self._peaks: torch.Tensor | None = None  # longest runs since the last read
-        self._since = 0  # steps counted since the last read
-        self._last_total: torch.Tensor | None = None
-        self._warned = [False, False]
+        self._step: int | None = None  # global step of the next optimizer step
+        self._quiet_until = 0  # steps before this one neither log nor check
+        self._snapshot_norms: list[float] = []
+        # explode/vanish checks: device-side flags since the last read, host-side runs
+        # one [explode, vanish] per check: a bool device tensor, or a host list on log steps
+        self._flags: list[torch.Tensor | list[bool]] = []
+        self._runs = [0, 0]  # consecutive bad checks so far
+        self._last_total: torch.Tensor | float | None = None
 
     # -- setup -------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._layers = weight_layers(pl_module)
+        # walking the module tree costs tens of us: done once
+        self._params = list(pl_module.parameters())
+        self._targets = hook_targets(pl_module)
         self._order = []
         self._remove_order_hooks()
         # Record the forward order once (first training forward), then drop the hooks.
@@ -120,9 +179,27 @@ class TrainingDiagnostics(pl.Callback):
         n = self.log_every_n_steps
         return trainer.log_every_n_steps if n is None else n
 
-    def _is_log_step(self, trainer: pl.Trainer) -> bool:
+    def _is_log_step(self, step: int, trainer: pl.Trainer) -> bool:
         every = self._every(trainer)
-        return every > 0 and trainer.global_step % every == 0
+        return every > 0 and (step % every == 0 or (
+            self.dense_start and step < every and step & (step - 1) == 0))
+
+    def _is_check_step(self, step: int, trainer: pl.Trainer) -> bool:
+        if self.explode_bound is None and self.vanish_bound is None:
+            return False
+        if self.check_every_n_steps:
+            return step % self.check_every_n_steps == 0
+        return self._is_log_step(step, trainer)
+
+    def _next_event(self, step: int, trainer: pl.Trainer) -> int:
+        """The first step after ``step`` that logs or checks."""
+        every = self._every(trainer)
+        due = [step + every - step % every] if every > 0 else []
+        if every > 0 and self.dense_start and step + 1 < every:
+            due.append(1 << step.bit_length())  # the next power of two
+        if self.check_every_n_steps:
+            due.append(step + self.check_every_n_steps - step % self.check_every_n_steps)
+        return min(due, default=1 << 62)
 
     def _first_layer(self) -> nn.Module | None:
         if self._order:
@@ -132,6 +209,8 @@ class TrainingDiagnostics(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        # global_step counted here: reading the trainer's property costs a few us a step
+        self._step = trainer.global_step
         if self._fixed is None and (self.dead_frac_every_epoch or self.histograms):
             x = _inputs_of(batch)
             if x is not None:
@@ -141,78 +220,101 @@ class TrainingDiagnostics(pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
-        self._remove_order_hooks()
-        self._update_ratios(trainer)
-        log_step = self._is_log_step(trainer)
-        check_every = self.check_every_n_steps or self._every(trainer)
-        check = (self.explode_bound is not None or self.vanish_bound is not None) and (
-            check_every > 0 and trainer.global_step % check_every == 0
-        )
-        if not (check or log_step):
+        # Runs on every step: a comparison, unless this is a logging or checking step.
+        step = self._step if self._step is not None else trainer.global_step
+        self._step = step + 1
+        if step < self._quiet_until and not self._snapshot and not self._order_hooks:
             return
-        params = [p for p in pl_module.parameters() if p.grad is not None]
+        if self._order_hooks:
+            self._remove_order_hooks()
+        if self._snapshot:
+            self._update_ratios(trainer)
+        log_step, check = self._is_log_step(step, trainer), self._is_check_step(step, trainer)
+        if not (check or log_step):
+            self._quiet_until = self._next_event(step, trainer)
+            return
+        self._quiet_until = self._next_event(step, trainer)
+        params = [p for p in self._params if p.grad is not None]
         if not params:
             return
-        norms = _grad_norms([p.grad.detach() for p in params])
-        device = norms[0].device
-        total = torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
-        by_param = {id(p): n for p, n in zip(params, norms, strict=True)}
-        if check:
-            self._count(total, by_param, device)
-        if not log_step:
-            return
-        metrics: dict[str, torch.Tensor] = {}
+        snap = log_step and self.update_ratio and bool(self._layers)
+        with torch.no_grad():  # parameters without .detach() (one op each saved)
+            weights = [m.weight for _, m in self._layers] if snap else []
+            norms = _grad_norms([p.grad for p in params] + weights)  # one batched op
+            if not log_step:  # a check-only step: the flags stay on the device
+                gnorms = norms[: len(params)]
+                self._count(_total_norm(gnorms), dict(zip(map(id, params), gnorms,
+                                                          strict=True)))
+                return
+            # A logging step: one device-to-host copy; the rest is arithmetic on floats.
+            values = _host(norms)
+            if snap:
+                try:  # one batched copy for all layers
+                    snapshot = list(torch._foreach_mul(weights, 1.0))
+                except (AttributeError, RuntimeError):  # mixed devices / dtypes
+                    snapshot = [w.clone() for w in weights]
+        by_param = dict(zip(map(id, params), values, strict=False))
+        total = math.hypot(*values[: len(params)])  # sqrt of the sum of squares, no overflow
+        first = self._first_layer()
+        g_first = by_param.get(id(first.weight)) if first is not None else None
         if self.grad_norms:
-            metrics["diag/grad_norm/total"] = total
+            metrics = {"diag/grad_norm/total": total}
             for name, m in self._layers:
                 if id(m.weight) in by_param:
                     metrics[f"diag/grad_norm/{name}"] = by_param[id(m.weight)]
-        self._log(trainer, metrics, trainer.global_step)
+            self._write(trainer, metrics, step)
         if check:
-            self._read_counters(trainer)
-        if self.update_ratio:
-            self._snapshot = {name: m.weight.detach().clone() for name, m in self._layers}
-            self._snapshot_step = trainer.global_step
+            self._flags.append(self._host_flags(total, g_first))
+            self._last_total = total
+        self._read_counters(trainer)
+        if snap:
+            self._snapshot = dict(zip((name for name, _ in self._layers), snapshot, strict=True))
+            self._snapshot_norms = values[len(params):]
+            self._snapshot_step = step
         if self.histograms:
             for name, m in self._layers:
-                self._histogram(trainer, f"diag/weights/{name}", m.weight, trainer.global_step)
+                self._histogram(trainer, f"diag/weights/{name}", m.weight, step)
 
-    def _count(
-        self, total: torch.Tensor, by_param: dict[int, torch.Tensor], device: torch.device
-    ) -> None:
-        """Update the device-side run counters (no host sync)."""
-        bad = []
-        explode = self.explode_bound
-        bad.append(~(total <= explode) if explode is not None else torch.tensor(False))
-        first = self._first_layer()
-        g = by_param.get(id(first.weight)) if first is not None else None
-        vanish = self.vanish_bound is not None and g is not None
-        bad.append(g.to(device) < self.vanish_bound if vanish else torch.tensor(False))
-        bad_t = torch.stack([b.to(device) for b in bad]).long()
-        if self._runs is None or self._runs.device != device:
-            self._runs = torch.zeros(2, dtype=torch.long, device=device)
-            self._peaks = torch.zeros(2, 2, dtype=torch.long, device=device)
-        self._since += 1
-        self._runs = (self._runs + 1) * bad_t
-        # peaks[0]: longest run seen since the last read; peaks[1]: same, counting only runs
-        # that started after it (a run longer than the steps since the read is older).
-        new = self._runs * (self._runs <= self._since)
-        self._peaks = torch.maximum(self._peaks, torch.stack([self._runs, new]))
+    def _device_flags(self, total: torch.Tensor, g_first: torch.Tensor | None) -> torch.Tensor:
+        """This check's [explode, vanish] flags as a device tensor (no host sync)."""
+        off = torch.zeros((), dtype=torch.bool, device=total.device)
+        explode = ~(total <= self.explode_bound) if self.explode_bound is not None else off
+        vanish = self.vanish_bound is not None and g_first is not None
         self._last_total = total
+        return torch.stack([explode, g_first.to(total.device) < self.vanish_bound if vanish
+                            else off])
+
+    def _host_flags(self, total: float, g_first: float | None) -> list[bool]:
+        explode = self.explode_bound is not None and not total <= self.explode_bound
+        vanish = self.vanish_bound is not None and g_first is not None and (
+            g_first < self.vanish_bound)
+        return [explode, vanish]
+
+    def _count(self, total: torch.Tensor, by_param: dict[int, torch.Tensor]) -> None:
+        """Record one check from the total gradient norm and the per-parameter norms."""
+        first = self._first_layer()
+        self._flags.append(self._device_flags(
+            total, by_param.get(id(first.weight)) if first is not None else None))
 
     def _read_counters(self, trainer: Any) -> None:
-        """Host side: warn once per episode of >= patience consecutive bad steps."""
-        if self._runs is None:
+        """Host side: replay the flags since the last read and warn once per episode of
+        >= patience consecutive bad checks (at most once per kind per read)."""
+        if not self._flags:
             return
-        runs, (peak_all, peak_new) = self._runs.tolist(), self._peaks.tolist()
+        flags, self._flags = self._flags, []
+        on_device = [i for i, f in enumerate(flags) if isinstance(f, torch.Tensor)]
+        if on_device:  # one host sync for all device-side checks
+            for i, row in zip(on_device, torch.stack([flags[i] for i in on_device]).tolist(),
+                              strict=True):
+                flags[i] = row
+        due = [False, False]
+        for row in flags:
+            for k, bad in enumerate(row):
+                self._runs[k] = self._runs[k] + 1 if bad else 0
+                due[k] |= self._runs[k] == self.patience
         for k, what in enumerate(("explode", "vanish")):
-            old_episode_due = peak_all[k] >= self.patience and not self._warned[k]
-            if peak_new[k] >= self.patience or old_episode_due:
+            if due[k]:
                 self._warn(what, trainer.global_step)
-            # A current run of >= patience steps has been warned about (now or before).
-            self._warned[k] = runs[k] >= self.patience
-        self._peaks.zero_()
-        self._since = 0
 
     def _warn(self, what: str, step: int) -> None:
         if what == "explode":
@@ -250,29 +352,100 @@ class TrainingDiagnostics(pl.Callback):
         several steps), so the weights differ from the snapshot by exactly one update."""
         if not self._snapshot:
             return
-        ratios = {}
-        for name, m in self._layers:
-            before = self._snapshot[name]
-            delta = torch.linalg.vector_norm(m.weight.detach() - before)
-            ratios[f"diag/update_ratio/{name}"] = delta / torch.linalg.vector_norm(before)
+        names = list(self._snapshot)
+        before = list(self._snapshot.values())
+        with torch.no_grad():
+            now = [m.weight for _, m in self._layers]
+            try:  # batched ops for all layers
+                deltas = torch._foreach_sub(now, before)
+            except (AttributeError, RuntimeError):  # mixed devices / dtypes
+                deltas = [a - b for a, b in zip(now, before, strict=True)]
+            changes = _host(_grad_norms(deltas))
         self._snapshot = {}
-        self._log(trainer, ratios, self._snapshot_step)
+        ratios = {f"diag/update_ratio/{n}": _ratio(d, w)
+                  for n, d, w in zip(names, changes, self._snapshot_norms, strict=True)}
+        self._write(trainer, ratios, self._snapshot_step)
 
     # -- epoch end / end -------------------------------------------------------------------
+    # -- once per epoch: dead fractions (and activation histograms) ---------------------------
+    # Measured on the epoch's validation pass when there is one (its first batch; eval mode,
+    # no grad): no forward of its own. An epoch without validation forwards the fixed batch.
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule
+                                  ) -> None:
+        if (self.dead_frac_every_epoch or self.histograms) and not trainer.sanity_checking:
+            self._finish_capture = self._start_capture(pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule
+                                ) -> None:
+        self._end_capture(trainer)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._fixed is None or not (self.dead_frac_every_epoch or self.histograms):
+        wanted = self.dead_frac_every_epoch or self.histograms
+        if not wanted or self._captured_epoch == trainer.current_epoch or self._fixed is None:
             return
-        recorder = ForwardRecorder(keep_act_values=HIST_VALUES if self.histograms else 0)
-        with preserved_state(pl_module, train=False), torch.no_grad():
-            with recorder.attach(pl_module):
+        self._finish_capture = self._start_capture(pl_module)
+        try:
+            with preserved_state(pl_module, train=False), torch.no_grad():
                 pl_module(self._fixed)
-        step, recs = trainer.global_step, recorder.records
+        finally:
+            self._end_capture(trainer)
+
+    def _end_capture(self, trainer: pl.Trainer) -> None:
+        finish, self._finish_capture = self._finish_capture, None
+        if finish is None:
+            return
+        dead, recs = finish()
+        if not dead:  # nothing went through the model
+            return
+        self._captured_epoch = trainer.current_epoch
+        step = trainer.global_step
         if self.dead_frac_every_epoch:
-            dead = {f"diag/dead_frac/{r.name}": (r.act or r.preact)["dead_frac"] for r in recs}
-            self._log(trainer, dead, step)
-        if self.histograms:
-            for r in recs:
-                self._histogram(trainer, f"diag/activations/{r.name}", r.act_values, step)
+            self._write(trainer, dead, step)
+        for r in recs if self.histograms else ():
+            self._histogram(trainer, f"diag/activations/{r.name}", r.act_values, step)
+
+    def _start_capture(self, pl_module: pl.LightningModule
+                       ) -> Callable[[], tuple[dict[str, float], list[Any]]]:
+        """Hook the model for its next forward pass(es); the returned function removes the
+        hooks and gives the dead fraction per layer (first pass) and the layer records."""
+        if self.histograms or not self._dead_plan:
+            recorder = ForwardRecorder(keep_act_values=HIST_VALUES if self.histograms else 0,
+                                       dead_only=True)
+            attached = recorder.attach(pl_module, self._targets)
+            attached.__enter__()
+
+            def finish_recording() -> tuple[dict[str, float], list[Any]]:
+                attached.__exit__(None, None, None)
+                recs = recorder.records
+                if self._dead_plan is None:
+                    self._dead_plan = _dead_plan(recs)
+                fracs = _host([(r.act or r.preact)["dead_frac"]() for r in recs])
+                return {f"diag/dead_frac/{r.name}": f for r, f in zip(recs, fracs,
+                                                                      strict=True)}, recs
+
+            return finish_recording
+        # With a plan: one light hook per layer keeps its first output, no records.
+        plan = self._dead_plan
+        outs: list[torch.Tensor | None] = [None] * len(plan)
+
+        def keep(i: int, _m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+            if outs[i] is None:
+                outs[i] = out
+
+        handles = [m.register_forward_hook(partial(keep, i)) for i, (_, m, _, _) in
+                   enumerate(plan)]
+
+        def finish_plan() -> tuple[dict[str, float], list[Any]]:
+            for h in handles:
+                h.remove()
+            if any(o is None for o in outs):
+                return {}, []
+            counts = dead_unit_counts(outs, [d for _, _, d, _ in plan],
+                                      [act for *_, act in plan])
+            return {f"diag/dead_frac/{name}": c / o.shape[d] for (name, _, d, _), c, o
+                    in zip(plan, counts, outs, strict=True)}, []
+
+        return finish_plan
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._read_counters(trainer)
@@ -280,18 +453,10 @@ class TrainingDiagnostics(pl.Callback):
 
     # -- output ----------------------------------------------------------------------------
     @staticmethod
-    def _log(trainer: pl.Trainer, metrics: dict[str, Any], step: int) -> None:
+    def _write(trainer: pl.Trainer, metrics: dict[str, float], step: int) -> None:
         # Straight to the loggers: self.log would only flush on the trainer's own log steps.
-        if not metrics or not trainer.loggers:
-            return
-        try:  # one device->host copy for all values
-            as_t = [torch.as_tensor(v).detach().float().reshape(()) for v in metrics.values()]
-            values = torch.stack(as_t).tolist()
-        except RuntimeError:  # values on different devices
-            values = [float(v) for v in metrics.values()]
-        flat = dict(zip(metrics, values, strict=True))
         for logger in trainer.loggers:
-            logger.log_metrics(flat, step=step)
+            logger.log_metrics(metrics, step=step)
 
     @staticmethod
     def _histogram(trainer: pl.Trainer, tag: str, values: torch.Tensor | None, step: int) -> None:

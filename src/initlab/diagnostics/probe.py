@@ -21,6 +21,8 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import accumulate
 from typing import Any
 
 import pandas as pd
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab.models.activations import activation_name
+from initlab.modes import restore_training, set_training
 
 WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Linear,
@@ -60,11 +63,52 @@ def _unit_dim(module: nn.Module) -> int:
     return -1 if isinstance(module, nn.Linear) else 1
 
 
+def dead_units(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
+    """Per unit: off (<= 0 after a ReLU-like activation, == 0 otherwise) on every example."""
+    t = t.detach()
+    off = t <= 0 if act in RELU_LIKE else t == 0
+    if off.dim() == 2 and unit_dim in (1, -1):  # (examples, units): no reshape copy
+        return off.all(dim=0)
+    return off.movedim(unit_dim, 0).reshape(off.shape[unit_dim], -1).all(dim=1)
+
+
+def dead_unit_counts(outputs: list[torch.Tensor], unit_dims: list[int], acts: list[str]
+                     ) -> list[int]:
+    """``dead_units(...).sum()`` for each output, with one host sync for all. Outputs of
+    shape (examples, units) that share the off criterion are concatenated and reduced
+    together: a few ops for all layers instead of a few per layer."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (t, d, act) in enumerate(zip(outputs, unit_dims, acts, strict=True)):
+        flat = t.dim() == 2 and d in (1, -1)
+        key = (act in RELU_LIKE, t.shape[0], t.dtype, t.device) if flat else ("layer", i)
+        groups.setdefault(key, []).append(i)
+    parts: list[torch.Tensor] = []  # per group: the running dead count at each layer's end
+    for members in groups.values():
+        if len(members) == 1:
+            i = members[0]
+            parts.append(dead_units(outputs[i], unit_dims[i], acts[i]).sum().reshape(1))
+            continue
+        dead = dead_units(torch.cat([outputs[i] for i in members], dim=1), 1, acts[members[0]])
+        ends = [e - 1 for e in accumulate(outputs[i].shape[1] for i in members)]
+        parts.append(dead.cumsum(0)[ends])
+    running = iter(torch.cat(parts).tolist())
+    counts = [0] * len(outputs)
+    for members in groups.values():
+        before = 0
+        for i in members:
+            now = int(next(running))
+            counts[i], before = now - before, now
+    return counts
+
+
+def dead_fraction(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
+    """Fraction of dead units (``dead_units``) as a 0-d tensor (no host sync)."""
+    return dead_units(t, unit_dim, act).float().mean()
+
+
 def activation_stats(t: torch.Tensor, unit_dim: int, act: str) -> dict[str, float]:
     """mean/std over all elements, dead fraction over units, saturated fraction over elements."""
     t = t.detach().float()
-    per_unit = t.movedim(unit_dim, 0).reshape(t.shape[unit_dim], -1)
-    off = per_unit <= 0 if act in RELU_LIKE else per_unit == 0
     if act in ("tanh", "softsign"):
         saturated = (t.abs() > SATURATION).float().mean().item()
     elif act == "sigmoid":
@@ -74,7 +118,7 @@ def activation_stats(t: torch.Tensor, unit_dim: int, act: str) -> dict[str, floa
     return {
         "mean": t.mean().item(),
         "std": t.std(correction=0).item(),
-        "dead_frac": off.all(dim=1).float().mean().item(),
+        "dead_frac": dead_fraction(t, unit_dim, act).item(),
         "saturated_frac": saturated,
     }
 
@@ -86,6 +130,7 @@ class LayerRecord:
     preact: dict[str, float]
     output: torch.Tensor | None = None  # kept for dL/d(pre-activation)
     act_name: str = "none"
+    act_module: nn.Module | None = None
     act: dict[str, float] | None = None
     act_values: torch.Tensor | None = None
     calls: int = 1
@@ -101,6 +146,9 @@ class ForwardRecorder:
 
     keep_outputs: bool = False  # for gradients: hook outputs are replaced by a clone
     keep_act_values: int = 0  # keep up to this many activation values (histograms)
+    # record only dead_frac, as a zero-argument callable giving a 0-d tensor (cheap: no
+    # host sync, and only the fractions that are used get computed)
+    dead_only: bool = False
     records: list[LayerRecord] = field(default_factory=list)
     _seen: dict[int, LayerRecord] = field(default_factory=dict)
     _last: LayerRecord | None = None
@@ -110,7 +158,7 @@ class ForwardRecorder:
             self._seen[id(module)].calls += 1
             self._last = None
             return None
-        rec = LayerRecord(name, module, activation_stats(out, _unit_dim(module), "none"))
+        rec = LayerRecord(name, module, self._stats(out, _unit_dim(module), "none"))
         if self.keep_act_values:
             rec.act_values = self._sample(out)
         self.records.append(rec)
@@ -128,20 +176,30 @@ class ForwardRecorder:
         if rec is None or rec.act is not None:
             return
         rec.act_name = activation_name(module) or "none"
-        rec.act = activation_stats(out, _unit_dim(rec.module), rec.act_name)
+        rec.act_module = module
+        rec.act = self._stats(out, _unit_dim(rec.module), rec.act_name)
         if self.keep_act_values:
             rec.act_values = self._sample(out)
+
+    def _stats(self, t: torch.Tensor, unit_dim: int, act: str) -> dict[str, Any]:
+        if self.dead_only:
+            return {"dead_frac": partial(dead_fraction, t.detach(), unit_dim, act)}
+        return activation_stats(t, unit_dim, act)
 
     def _sample(self, t: torch.Tensor) -> torch.Tensor:
         return t.detach().flatten()[: self.keep_act_values].float().cpu()
 
     @contextmanager
-    def attach(self, model: nn.Module) -> Iterator[ForwardRecorder]:
+    def attach(
+        self, model: nn.Module, targets: list[tuple[str, nn.Module, bool]] | None = None
+    ) -> Iterator[ForwardRecorder]:
+        """Hook ``model`` for one forward pass; ``targets``: ``hook_targets(model)``, when
+        the caller keeps it across passes."""
         handles = []
-        for name, m in model.named_modules():
-            if isinstance(m, WEIGHT_LAYERS):
-                handles.append(m.register_forward_hook(_bind(self._on_weight, name or "<root>")))
-            elif activation_name(m) not in (None, "linear"):
+        for name, m, is_weight in targets if targets is not None else hook_targets(model):
+            if is_weight:
+                handles.append(m.register_forward_hook(_bind(self._on_weight, name)))
+            else:
                 handles.append(m.register_forward_hook(self._on_act))
         try:
             yield self
@@ -149,6 +207,18 @@ class ForwardRecorder:
             for h in handles:
                 h.remove()
             self._last = None
+
+
+def hook_targets(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
+    """(name, module, is weight layer) of the modules ``ForwardRecorder`` hooks: the weight
+    layers and the (non-linear) activations."""
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, WEIGHT_LAYERS):
+            out.append((name or "<root>", m, True))
+        elif activation_name(m) not in (None, "linear"):
+            out.append((name, m, False))
+    return out
 
 
 def _bind(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -163,19 +233,19 @@ def preserved_state(model: nn.Module, train: bool = True) -> Iterator[None]:
     does in training (eval mode at init would use running stats 0/1); the running stats it
     updates, and the RNG draws of dropout, are undone on exit.
     """
-    modes = [(m, m.training) for m in model.modules()]
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    model.train(train)
+    set_training(modules, train)
     try:
         yield
     finally:
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
-        for m, mode in modes:
-            m.training = mode
+        restore_training(modules, modes)
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)

@@ -32,6 +32,7 @@ TRAINER_KEYS = {
     "deterministic", "gradient_clip_val", "gradient_clip_algorithm", "checkpoint",
     "benchmark", "enable_progress_bar", "enable_model_summary", "num_sanity_val_steps",
     "steps_per_call",  # Lightning-call batching of the ordinary pipeline: same steps here
+    "direct_steps", "lean_validation",  # how the ordinary pipeline runs the same steps
 }
 PRECISIONS = {32, "32", "32-true"}
 ACCELERATORS = {"cpu", "gpu", "cuda", "auto"}
