@@ -29,10 +29,20 @@ class DivergenceGuard(pl.Callback):
     def __init__(self, max_loss: float | None = None) -> None:
         self.max_loss = max_loss
 
+    def _check_values(self, trainer: pl.Trainer, values: list[float]) -> None:
+        for i, v in enumerate(values):
+            if not math.isfinite(v) or (self.max_loss is not None and v > self.max_loss):
+                step = trainer.global_step - len(values) + i
+                raise Diverged(step, trainer.current_epoch, v)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
         if isinstance(outputs, dict):
+            values = outputs.get("loss_values")  # host copies: no op, no sync
+            if values is not None:
+                self._check_values(trainer, values)
+                return
             losses = outputs.get("losses", outputs.get("loss"))
         else:
             losses = outputs

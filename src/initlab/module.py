@@ -7,6 +7,7 @@ scheme it is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -62,8 +63,8 @@ class InitStudyModule(pl.LightningModule):
         self.task = task
         self.classification = task == "classification"
         self.num_outputs = num_outputs
-        # split -> (step losses, batch sizes, outputs, targets) of the running epoch
-        self._tally: dict[str, tuple[list[Tensor], list[int], list[Tensor], list[Tensor]]] = {}
+        # split -> [sum of loss * batch size, correct predictions, examples] of the epoch
+        self._tally: dict[str, list[float]] = {}
         # the latest epoch means, e.g. {"val/acc": 0.97}: read by callbacks and the pipeline
         self.epoch_metrics: dict[str, float] = {}
         self.init_report: list[dict[str, Any]] = []
@@ -91,40 +92,36 @@ class InitStudyModule(pl.LightningModule):
             return F.cross_entropy(out, y)
         return F.mse_loss(out, y)
 
-    # Epoch metrics are kept on the device and reduced once per epoch: ``self.log`` on
-    # every step costs more than a whole training step of a small model (Lightning moves
-    # its result objects on each call), and even a few tiny tensor ops per step (a few us
-    # each on a CPU) add up; the batch-size-weighted means are the same.
-    def _accumulate(self, split: str, losses: Tensor, outs: list[Tensor],
-                    ys: list[Tensor]) -> None:
-        """Keep the (detached) step losses and outputs of one call for the epoch means."""
-        tally = self._tally.setdefault(split, ([], [], [], []))
-        tally[0].append(losses)
-        tally[1].extend(y.shape[0] for y in ys)
-        if self.classification:
-            tally[2].extend(outs)
-            tally[3].extend(ys)
+    # Epoch metrics: each training call (or evaluation batch) copies its step losses and
+    # its number of correct predictions to the host once; the epoch means are then plain
+    # arithmetic. ``self.log`` on every step costs more than a whole training step of a
+    # small model, and even a few tiny tensor ops per step (several us each on a CPU)
+    # add up. The means are the same batch-size-weighted ones.
+    def _tally_call(self, split: str, losses: Tensor, outs: list[Tensor],
+                    ys: list[Tensor]) -> list[float]:
+        """Add one call's step losses (one per minibatch) and correct predictions to the
+        epoch tally; returns the losses as floats."""
+        with torch.no_grad():  # outputs may still hold their (freed) graphs
+            values = losses.tolist()
+            correct = 0.0
+            if self.classification:
+                out = outs[0] if len(outs) == 1 else torch.cat(outs)
+                y = ys[0] if len(ys) == 1 else torch.cat(ys)
+                correct = float((out.argmax(dim=1) == y).sum().item())
+        tally = self._tally.setdefault(split, [0.0, 0.0, 0.0])
+        tally[0] += math.fsum(v * y.shape[0] for v, y in zip(values, ys, strict=True))
+        tally[1] += correct
+        tally[2] += sum(y.shape[0] for y in ys)
+        return values
 
     def _epoch_sums(self, split: str) -> list[float] | None:
         """[sum of loss * batch size, correct predictions, examples] of the epoch, summed
-        over the DDP processes (the tensors are detached: no graph is built)."""
-        tally = self._tally.pop(split, None)
-        if tally is None:
-            return None
-        losses, ns, outs, ys = tally
-        step_losses = (losses[0] if len(losses) == 1 else torch.cat(losses)).double()
-        if len(set(ns)) == 1:
-            total = step_losses.sum() * ns[0]
-        else:
-            total = step_losses @ torch.tensor(ns, dtype=torch.float64, device=step_losses.device)
-        if self.classification:
-            correct = (torch.cat(outs).argmax(dim=1) == torch.cat(ys)).sum()
-        else:
-            correct = torch.zeros((), dtype=torch.long, device=total.device)
-        if self.trainer.world_size > 1:  # exact global means over the DDP processes
-            sums = torch.stack([total, correct.double(), torch.full_like(total, sum(ns))])
-            return self.trainer.strategy.reduce(sums, reduce_op="sum").tolist()
-        return [*torch.stack([total, correct.double()]).tolist(), float(sum(ns))]
+        over the DDP processes."""
+        sums = self._tally.pop(split, None)
+        if sums is not None and self.trainer.world_size > 1:  # exact global means
+            local = torch.tensor(sums, dtype=torch.float64, device=self.device)
+            sums = self.trainer.strategy.reduce(local, reduce_op="sum").tolist()
+        return sums
 
     def _log_epoch(self, split: str) -> None:
         """Publish the epoch means in ``epoch_metrics`` and write them to the logger.
@@ -201,31 +198,31 @@ class InitStudyModule(pl.LightningModule):
                 self.clip_gradients(opt, gradient_clip_val=clip,
                                     gradient_clip_algorithm=self.gradient_clip_algorithm)
             step(opt)
-            losses.append(loss.detach())
-            outs.append(out.detach())
+            # kept as they are (no detach op per step) and reduced without a graph below;
+            # backward has freed what their graphs saved
+            losses.append(loss)
+            outs.append(out)
             ys.append(y)
-        losses_t = torch.stack(losses)
-        self._accumulate("train", losses_t, outs, ys)
-        self._log_step_losses(losses_t, first_step)
-        return {"losses": losses_t}
+        with torch.no_grad():
+            losses_t = torch.stack(losses)
+        values = self._tally_call("train", losses_t, outs, ys)
+        self._log_step_losses(values, first_step)
+        # the divergence check reads the host copy: no further op or sync
+        return {"losses": losses_t, "loss_values": values}
 
-    def _log_step_losses(self, losses: Tensor, first_step: int) -> None:
-        """``train/loss`` of the call's logging steps, with one device-to-host copy."""
+    def _log_step_losses(self, losses: list[float], first_step: int) -> None:
+        """``train/loss`` of the call's logging steps."""
         logger, every = self.logger, self.trainer.log_every_n_steps
         if logger is None or not every:
             return
-        offset = (-first_step) % every
-        if offset >= len(losses):
-            return
-        values = losses[offset::every].tolist()
-        for i, value in enumerate(values):
-            logger.log_metrics({"train/loss": value}, first_step + offset + i * every)
+        for i in range((-first_step) % every, len(losses), every):
+            logger.log_metrics({"train/loss": losses[i]}, first_step + i)
 
     # -- evaluation ----------------------------------------------------------------------
     def _eval_step(self, batch: tuple[Tensor, Tensor], split: str) -> None:
         x, y = batch
         out = self(x)
-        self._accumulate(split, self.loss(out, y).detach().reshape(1), [out], [y])
+        self._tally_call(split, self.loss(out, y).detach().reshape(1), [out], [y])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")

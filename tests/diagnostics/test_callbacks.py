@@ -77,7 +77,7 @@ def test_tags_are_written(tmp_path):
 
 def test_dense_start_logs_powers_of_two_then_the_interval(tmp_path):
     # 16 optimizer steps: interval 8 gives steps 0 and 8, dense_start adds 1, 2 and 4.
-    cb = TrainingDiagnostics(log_every_n_steps=8, dead_frac_every_epoch=False)
+    cb = TrainingDiagnostics(log_every_n_steps=8, dead_frac=False)
     log_dir = fit(tmp_path, Tiny(), cb, max_epochs=4)
     acc = EventAccumulator(log_dir, size_guidance={"scalars": 0})
     acc.Reload()
@@ -86,7 +86,7 @@ def test_dense_start_logs_powers_of_two_then_the_interval(tmp_path):
 
 
 def test_exploding_gradients_warn_once(tmp_path, caplog):
-    cb = TrainingDiagnostics(log_every_n_steps=1, patience=3, dead_frac_every_epoch=False)
+    cb = TrainingDiagnostics(log_every_n_steps=1, patience=3, dead_frac=False)
     with caplog.at_level(logging.WARNING, logger="initlab.diagnostics"):
         fit(tmp_path, Tiny(loss_scale=1e6, lr=0.0), cb, max_steps=8)
     warnings = [r for r in caplog.records if r.name == "initlab.diagnostics"]
@@ -140,7 +140,7 @@ def test_check_stride_sets_what_patience_counts(tmp_path, caplog, check_every, w
     # 8 exploding steps, logged every 4: by default only steps 0 and 4 are checked, which
     # is fewer than patience=3 consecutive checks; checking every step finds the episode.
     cb = TrainingDiagnostics(log_every_n_steps=4, patience=3, check_every_n_steps=check_every,
-                             dead_frac_every_epoch=False, update_ratio=False,
+                             dead_frac=False, update_ratio=False,
                              dense_start=False)
     with caplog.at_level(logging.WARNING, logger="initlab.diagnostics"):
         fit(tmp_path, Tiny(loss_scale=1e6, lr=0.0), cb, max_steps=8)

@@ -113,7 +113,7 @@ class TrainingDiagnostics(pl.Callback):
         log_every_n_steps: int | None = None,
         grad_norms: bool = True,
         update_ratio: bool = True,
-        dead_frac_every_epoch: bool = True,
+        dead_frac: bool = True,
         histograms: bool = False,
         explode_bound: float | None = 1e3,
         vanish_bound: float | None = 1e-7,
@@ -127,7 +127,7 @@ class TrainingDiagnostics(pl.Callback):
         self.log_every_n_steps = log_every_n_steps
         self.grad_norms = grad_norms
         self.update_ratio = update_ratio
-        self.dead_frac_every_epoch = dead_frac_every_epoch
+        self.dead_frac = dead_frac
         self.histograms = histograms
         self.explode_bound = explode_bound
         self.vanish_bound = vanish_bound
@@ -140,6 +140,7 @@ class TrainingDiagnostics(pl.Callback):
         self._dead_plan: list[tuple[str, nn.Module, int, str]] | None = None
         self._finish_capture: Callable[[], tuple[dict[str, float], list[Any]]] | None = None
         self._captured_epoch = -1
+        self._logged_since_capture = True
         self._order: list[nn.Module] = []
         self._order_hooks: list[Any] = []
         self._fixed: torch.Tensor | None = None
@@ -211,7 +212,7 @@ class TrainingDiagnostics(pl.Callback):
     ) -> None:
         # global_step counted here: reading the trainer's property costs a few us a step
         self._step = trainer.global_step
-        if self._fixed is None and (self.dead_frac_every_epoch or self.histograms):
+        if self._fixed is None and (self.dead_frac or self.histograms):
             x = _inputs_of(batch)
             if x is not None:
                 self._fixed = x[: self.fixed_batch_size].detach().clone()
@@ -247,6 +248,7 @@ class TrainingDiagnostics(pl.Callback):
                                                           strict=True)))
                 return
             # A logging step: one device-to-host copy; the rest is arithmetic on floats.
+            self._logged_since_capture = True
             values = _host(norms)
             if snap:
                 try:  # one batched copy for all layers
@@ -372,16 +374,21 @@ class TrainingDiagnostics(pl.Callback):
     # no grad): no forward of its own. An epoch without validation forwards the fixed batch.
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule
                                   ) -> None:
-        if (self.dead_frac_every_epoch or self.histograms) and not trainer.sanity_checking:
+        if self._capture_due() and not trainer.sanity_checking:
             self._finish_capture = self._start_capture(pl_module)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule
                                 ) -> None:
         self._end_capture(trainer)
 
+    def _capture_due(self) -> bool:
+        # Sampled like the other diagnostics: at the end of each epoch that had a logging
+        # step (every epoch once epochs are longer than the logging interval).
+        return (self.dead_frac or self.histograms) and self._logged_since_capture
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        wanted = self.dead_frac_every_epoch or self.histograms
-        if not wanted or self._captured_epoch == trainer.current_epoch or self._fixed is None:
+        if (not self._capture_due() or self._captured_epoch == trainer.current_epoch
+                or self._fixed is None):
             return
         self._finish_capture = self._start_capture(pl_module)
         try:
@@ -398,8 +405,9 @@ class TrainingDiagnostics(pl.Callback):
         if not dead:  # nothing went through the model
             return
         self._captured_epoch = trainer.current_epoch
+        self._logged_since_capture = False
         step = trainer.global_step
-        if self.dead_frac_every_epoch:
+        if self.dead_frac:
             self._write(trainer, dead, step)
         for r in recs if self.histograms else ():
             self._histogram(trainer, f"diag/activations/{r.name}", r.act_values, step)

@@ -63,42 +63,37 @@ def _unit_dim(module: nn.Module) -> int:
     return -1 if isinstance(module, nn.Linear) else 1
 
 
+def _reduce_dims(t: torch.Tensor, unit_dim: int) -> list[int]:
+    return [i for i in range(t.dim()) if i != unit_dim % t.dim()]
+
+
 def dead_units(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
-    """Per unit: off (<= 0 after a ReLU-like activation, == 0 otherwise) on every example."""
+    """Per unit: off (<= 0 after a ReLU-like activation, == 0 otherwise) on every example.
+    Reduces with max/min over the examples (one pass, no boolean copy of ``t``)."""
     t = t.detach()
-    off = t <= 0 if act in RELU_LIKE else t == 0
-    if off.dim() == 2 and unit_dim in (1, -1):  # (examples, units): no reshape copy
-        return off.all(dim=0)
-    return off.movedim(unit_dim, 0).reshape(off.shape[unit_dim], -1).all(dim=1)
+    dims = _reduce_dims(t, unit_dim)
+    if act in RELU_LIKE:
+        return t.amax(dim=dims) <= 0
+    return torch.count_nonzero(t, dim=dims) == 0
 
 
 def dead_unit_counts(outputs: list[torch.Tensor], unit_dims: list[int], acts: list[str]
                      ) -> list[int]:
-    """``dead_units(...).sum()`` for each output, with one host sync for all. Outputs of
-    shape (examples, units) that share the off criterion are concatenated and reduced
-    together: a few ops for all layers instead of a few per layer."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, (t, d, act) in enumerate(zip(outputs, unit_dims, acts, strict=True)):
-        flat = t.dim() == 2 and d in (1, -1)
-        key = (act in RELU_LIKE, t.shape[0], t.dtype, t.device) if flat else ("layer", i)
-        groups.setdefault(key, []).append(i)
-    parts: list[torch.Tensor] = []  # per group: the running dead count at each layer's end
-    for members in groups.values():
-        if len(members) == 1:
-            i = members[0]
-            parts.append(dead_units(outputs[i], unit_dims[i], acts[i]).sum().reshape(1))
-            continue
-        dead = dead_units(torch.cat([outputs[i] for i in members], dim=1), 1, acts[members[0]])
-        ends = [e - 1 for e in accumulate(outputs[i].shape[1] for i in members)]
-        parts.append(dead.cumsum(0)[ends])
-    running = iter(torch.cat(parts).tolist())
-    counts = [0] * len(outputs)
-    for members in groups.values():
-        before = 0
-        for i in members:
-            now = int(next(running))
-            counts[i], before = now - before, now
-    return counts
+    """``dead_units(...).sum()`` for each output, in a few ops for all layers and one host
+    sync: per unit, the max over the examples (ReLU-like: dead iff <= 0) or the count of
+    non-zeros (others: dead iff 0), then one comparison and one running count."""
+    if len({t.device for t in outputs}) > 1:
+        return [int(dead_units(t, d, a).sum()) for t, d, a in zip(outputs, unit_dims, acts,
+                                                                   strict=True)]
+    per_unit = []
+    for t, d, act in zip(outputs, unit_dims, acts, strict=True):
+        dims = _reduce_dims(t, d)
+        t = t.detach()
+        per_unit.append(t.amax(dim=dims) if act in RELU_LIKE
+                        else torch.count_nonzero(t, dim=dims))
+    ends = [e - 1 for e in accumulate(len(p) for p in per_unit)]
+    running = (torch.cat(per_unit) <= 0).cumsum(0)[ends].tolist()
+    return [b - a for a, b in zip([0, *running[:-1]], running, strict=True)]
 
 
 def dead_fraction(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
