@@ -97,7 +97,9 @@ def test_unknown_option_lists_available(compose_cfg) -> None:
 @pytest.mark.parametrize(
     ("override", "key"),
     [("trainer.max_epochs=0", "trainer.max_epochs"), ("optimizer.lr=-1", "optimizer.lr"),
-     ("optimizer.weight_decay=-0.1", "optimizer.weight_decay")],
+     ("optimizer.weight_decay=-0.1", "optimizer.weight_decay"),
+     ("trainer.direct_steps=sometimes", "trainer.direct_steps"),
+     ("trainer.lean_validation=2", "trainer.lean_validation")],
 )
 def test_validate_names_the_bad_key(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -107,3 +109,14 @@ def test_validate_names_the_bad_key(compose_cfg, override: str, key: str) -> Non
 def test_run_name_is_readable() -> None:
     name = run_name({"init": "he", "activation": "relu"}, 3, ["init=he", "model.depth=30"])
     assert name == "init=he,activation=relu,model.depth=30,seed=3"
+
+
+def test_lean_validation_turns_lightnings_loop_off_unless_it_is_needed(compose_cfg) -> None:
+    assert trainer_kwargs(compose_cfg().trainer)["limit_val_batches"] == 0
+    assert "limit_val_batches" not in trainer_kwargs(
+        compose_cfg("trainer.lean_validation=false").trainer)
+    # Lightning-only validation options switch the lean pass off
+    kwargs = trainer_kwargs(compose_cfg("+trainer.val_check_interval=0.5").trainer)
+    assert "limit_val_batches" not in kwargs and kwargs["val_check_interval"] == 0.5
+    for key in ("direct_steps", "lean_validation", "steps_per_call"):
+        assert key not in kwargs  # initlab's own keys never reach pl.Trainer

@@ -95,8 +95,10 @@ class HistoryRecorder(pl.Callback):
         if metrics is None:
             metrics = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": self._pending + 1, "step": trainer.global_step}
+        # val/* of an epoch without validation would be the last validation's: left empty
+        validated = getattr(trainer.lightning_module, "validated_epoch", self._pending)
         for col, key in self.KEYS.items():
-            if key in metrics:
+            if key in metrics and (validated == self._pending or not key.startswith("val/")):
                 row[col] = _scalar(metrics[key])
         opt = trainer.optimizers[0] if trainer.optimizers else None
         if opt is not None:

@@ -67,6 +67,7 @@ class InitStudyModule(pl.LightningModule):
         self._tally: dict[str, list[float]] = {}
         # the latest epoch means, e.g. {"val/acc": 0.97}: read by callbacks and the pipeline
         self.epoch_metrics: dict[str, float] = {}
+        self.validated_epoch = -1  # the epoch the val/* entries of epoch_metrics are from
         self.init_report: list[dict[str, Any]] = []
 
     def setup(self, stage: str) -> None:
@@ -137,6 +138,8 @@ class InitStudyModule(pl.LightningModule):
         if self.classification:
             metrics[f"{split}/acc"] = correct / count
         self.epoch_metrics.update(metrics)
+        if split == "val":
+            self.validated_epoch = self.current_epoch
         logger = self.logger
         if logger is not None and not self.trainer.sanity_checking:
             step = self.trainer.global_step - (1 if split == "train" else 0)

@@ -10,6 +10,7 @@ from torch import nn
 
 import initlab
 from initlab.diagnostics import probe, summarize_probe
+from initlab.diagnostics.probe import dead_unit_counts, dead_units
 
 
 def relu_mlp(init: str, depth: int = 20, width: int = 256, seed: int = 0) -> nn.Sequential:
@@ -198,3 +199,26 @@ def test_summarize_probe(gauss_inputs):
     assert 0.8 < s["measured_chi1"] < 1.25  # He + ReLU: critical, chi_1 = 1
     records = df.to_dict("records")
     assert records[0]["layer"] == "0" and isinstance(records[0]["grad_std"], float)
+
+
+def _dead_by_definition(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
+    per_unit = t.movedim(unit_dim, 0).reshape(t.shape[unit_dim], -1)
+    off = per_unit <= 0 if act in ("relu", "leaky_relu", "gelu") else per_unit == 0
+    return off.all(dim=1)
+
+
+def test_dead_units_and_counts_follow_the_definition() -> None:
+    # a unit is dead if off on every example: <= 0 after a ReLU-like activation, == 0 else
+    torch.manual_seed(0)
+    outs = [torch.relu(torch.randn(50, 30) - 1.5), torch.relu(torch.randn(50, 20) - 2.0),
+            torch.randn(50, 10), torch.relu(torch.randn(50, 8, 4, 4) - 2.5),
+            torch.tanh(torch.randn(50, 6, 3))]
+    outs[2][:, 3] = 0
+    outs[4][:, 2, :] = 0
+    dims, acts = [-1, -1, -1, 1, 1], ["relu", "relu", "none", "relu", "tanh"]
+    want = [_dead_by_definition(o, d, a) for o, d, a in zip(outs, dims, acts, strict=True)]
+    for o, d, a, w in zip(outs, dims, acts, want, strict=True):
+        assert torch.equal(dead_units(o, d, a), w)
+    counts = dead_unit_counts(outs, dims, acts)
+    assert counts == [int(w.sum()) for w in want]
+    assert min(counts[:2]) > 0 and counts[2] == 1 and counts[4] == 1  # the test bites

@@ -1,0 +1,97 @@
+"""InitStudyModule's fast paths give the same training as Lightning's own machinery."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from initlab.pipeline import run
+from initlab.results.files import SUMMARY_FILE
+
+HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step",
+         "on_validation_epoch_start", "on_validation_epoch_end")
+
+
+class HookCounter(pl.Callback):
+    """Counts the per-step and validation hooks and keeps the weights after training."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.steps_seen: list[int] = []
+        self.weights: list[torch.Tensor] = []
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:  # noqa: ANN001
+        self.calls["on_before_backward"] += 1
+
+    def on_after_backward(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.calls["on_after_backward"] += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:  # noqa: ANN001
+        self.calls["on_before_optimizer_step"] += 1
+        self.steps_seen.append(trainer.global_step)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.calls["on_validation_epoch_start"] += 1
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.calls["on_validation_epoch_end"] += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.weights = [p.detach().clone() for p in pl_module.parameters()]
+
+
+def _train(compose_cfg, tmp_path: Path, name: str, *overrides: str) -> tuple[dict, HookCounter]:
+    cfg = compose_cfg("trainer.max_epochs=3", "logger=none", "diagnostics=off", *overrides)
+    counter = HookCounter()
+    summary = run(cfg, tmp_path / name, progress_bar=False, extra_callbacks=[counter])
+    assert summary["status"] == "completed", summary.get("error")
+    return json.loads((tmp_path / name / SUMMARY_FILE).read_text()), counter
+
+
+def test_direct_steps_match_lightning_steps(compose_cfg, tmp_path: Path) -> None:
+    fast, fast_hooks = _train(compose_cfg, tmp_path, "direct", "trainer.direct_steps=true")
+    slow, slow_hooks = _train(compose_cfg, tmp_path, "lightning", "trainer.direct_steps=false")
+    steps = fast["steps"]
+    assert steps == slow["steps"] > 0
+    # every callback still sees every step, with the global step Lightning reports
+    for hook in HOOKS[:3]:
+        assert fast_hooks.calls[hook] == slow_hooks.calls[hook] == steps
+    assert fast_hooks.steps_seen == slow_hooks.steps_seen == list(range(steps))
+    for a, b in zip(fast_hooks.weights, slow_hooks.weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for key in ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc"):
+        assert fast[key] == slow[key], key
+
+
+def test_lean_validation_matches_lightning_validation(compose_cfg, tmp_path: Path) -> None:
+    lean, lean_hooks = _train(compose_cfg, tmp_path, "lean", "trainer.lean_validation=true")
+    loop, loop_hooks = _train(compose_cfg, tmp_path, "loop", "trainer.lean_validation=false")
+    assert lean["epochs_run"] == loop["epochs_run"] == 3
+    for key in ("final_val_loss", "final_val_acc", "best_val_acc", "final_train_loss",
+                "test_acc"):
+        assert abs(lean[key] - loop[key]) <= 1e-9 * max(1.0, abs(loop[key])), key
+    # callbacks are told about validation either way, once per epoch
+    for hook in HOOKS[3:]:
+        assert lean_hooks.calls[hook] == loop_hooks.calls[hook] == 3
+
+
+def test_validation_every_n_epochs_is_respected(compose_cfg, tmp_path: Path) -> None:
+    summary, hooks = _train(compose_cfg, tmp_path, "every2", "trainer.max_epochs=4",
+                            "+trainer.check_val_every_n_epoch=2")
+    assert hooks.calls["on_validation_epoch_end"] == 2
+    history = (tmp_path / "every2" / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    val = [row.split(",")[header.index("val_acc")] for row in history[1:]]
+    # epochs 2 and 4 validated; 1 and 3 did not, and show no (stale) value
+    assert [bool(v) for v in val] == [False, True, False, True]
+    assert summary["final_val_acc"] == float(val[3])
+
+
+def test_lightning_only_validation_options_use_lightnings_loop(compose_cfg, tmp_path) -> None:
+    summary, hooks = _train(compose_cfg, tmp_path, "interval", "+trainer.val_check_interval=1.0")
+    assert hooks.calls["on_validation_epoch_end"] == 3  # Lightning's loop, not the lean pass
+    assert 0.0 < summary["final_val_acc"] <= 1.0
