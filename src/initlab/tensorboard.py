@@ -54,10 +54,13 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         # step -> (wall time of the first value, [(tag, value), ...])
         self._pending: dict[int | None, tuple[float, list[tuple[str, float]]]] = {}
         self._written_at = time.monotonic()
+        self._batched: bool | None = None
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        if not hasattr(self.experiment, "_get_file_writer"):  # not torch's SummaryWriter
+        if self._batched is None:  # torch's SummaryWriter (not tensorboardX): batch
+            self._batched = hasattr(self.experiment, "_get_file_writer")
+        if not self._batched:
             super().log_metrics(metrics, step)
             return
         others: dict[str, Any] = {}
