@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	$(PY) scripts/bench_overhead.py
+	$(PY) scripts/bench_overhead.py --epochs 30 --repeats 9 --bare
 
 clean:
 	rm -rf outputs .pytest_cache

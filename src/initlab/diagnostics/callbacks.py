@@ -1,13 +1,14 @@
 """Training-time diagnostics: per-layer gradient norms, update ratios, dead units,
 histograms, and a warning on exploding / vanishing gradients.
 
-Cost model: work happens on logging steps only (``global_step % log_every_n_steps == 0``;
-step 0, the first update from the init, is always one). The explode/vanish check runs every
-``check_every_n_steps`` steps (default: the logging interval; 1 = every step, which costs
-about a fifth of a small MLP's step on a CPU): it computes the gradient norms with one
-``torch._foreach_norm`` and keeps its consecutive-check counters on the device, so there is
-no host sync per step; the counters are read (and a warning issued) on logging steps and at
-the end of training.
+Cost model: work happens on logging steps only (``global_step % log_every_n_steps == 0``,
+and with ``dense_start`` the powers of two below the interval; step 0, the first update from
+the init, is always one); on other steps the hook does one comparison. A logging step
+computes all gradient and weight norms with one ``torch._foreach_norm`` and copies them to
+the host once. The explode/vanish check runs on the logging steps by default (on the host
+copy); with ``check_every_n_steps`` its flags on other steps stay on the device until the
+next logging step. Dead fractions are taken on the next validation pass after a logging
+step (no forward of their own), reduced for all layers in a few ops.
 """
 
 from __future__ import annotations
@@ -94,12 +95,15 @@ class TrainingDiagnostics(pl.Callback):
     """Log per-layer training diagnostics to the trainer's loggers.
 
     Tags (layer = module name inside the LightningModule, weight layers only):
-    ``diag/grad_norm/<layer>`` and ``diag/grad_norm/total`` (all parameters; before gradient
-    clipping), ``diag/update_ratio/<layer>`` = ||W_after - W_before|| / ||W_before|| across
-    the optimizer step, ``diag/dead_frac/<layer>`` at each epoch end on the first
-    ``fixed_batch_size`` examples of the first training batch (eval mode, no grad; "dead" as
-    in ``probe``), and with ``histograms=True`` TensorBoard histograms ``diag/weights/<layer>``
-    (logging steps) and ``diag/activations/<layer>`` (epoch end, fixed batch).
+    ``diag/grad_norm/<layer>`` and ``diag/grad_norm/total`` (all parameters; the gradients
+    ``on_before_optimizer_step`` sees: before clipping in Lightning's automatic optimization,
+    after it in ``InitStudyModule``, which clips first), ``diag/update_ratio/<layer>`` =
+    ||W_after - W_before|| / ||W_before|| across the optimizer step, ``diag/dead_frac/<layer>``
+    at the end of each epoch that had a logging step, on its validation pass (else on the
+    first ``fixed_batch_size`` examples of the first training batch; eval mode, no grad;
+    "dead" as in ``probe``), and with ``histograms=True`` TensorBoard histograms
+    ``diag/weights/<layer>`` (logging steps) and ``diag/activations/<layer>`` (with the dead
+    fractions).
 
     A warning (logger ``initlab.diagnostics``) is issued once per episode when the total
     gradient norm exceeds ``explode_bound`` (or is not finite), or the first layer's (in
