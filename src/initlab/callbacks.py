@@ -152,6 +152,15 @@ class InitProbe(pl.Callback):
         self.frame: Any = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        try:
+            self._probe(trainer, pl_module)
+        finally:
+            # Its work is done: leave the trainer's list, so Lightning stops dispatching
+            # every later hook to it (a few us per hook and epoch). Rebinding the list
+            # leaves the loop that is calling this hook on the old one.
+            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
+
+    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step > 0 or trainer.ckpt_path:
             return
         from initlab.diagnostics import probe, summarize_probe

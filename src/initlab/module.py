@@ -185,6 +185,8 @@ class InitStudyModule(pl.LightningModule):
         if direct:  # same steps, same hooks, without Lightning's per-step wrappers
             opt = opt.optimizer
             backward, step = self._direct_backward, self._direct_step
+            if not (self._hooks["on_before_backward"] or self._hooks["on_after_backward"]):
+                backward = Tensor.backward
         else:
             backward, step = self.manual_backward, lambda o: o.step()
         clip = self.gradient_clip_val
@@ -192,9 +194,11 @@ class InitStudyModule(pl.LightningModule):
         losses, outs, ys = [], [], []
         # the wrapped model directly, unless a subclass changed forward (one call level less)
         forward = self.model if type(self).forward is InitStudyModule.forward else self
+        loss_fn = self.loss if type(self).loss is not InitStudyModule.loss else (
+            F.cross_entropy if self.classification else F.mse_loss)
         for x, y in steps:
             out = forward(x)
-            loss = self.loss(out, y)
+            loss = loss_fn(out, y)
             opt.zero_grad()
             backward(loss)
             if clip:
