@@ -158,7 +158,8 @@ class InitProbe(pl.Callback):
             # Its work is done: leave the trainer's list, so Lightning stops dispatching
             # every later hook to it (a few us per hook and epoch). Rebinding the list
             # leaves the loop that is calling this hook on the old one.
-            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
+            if isinstance(getattr(trainer, "callbacks", None), list):
+                trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
 
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step > 0 or trainer.ckpt_path:

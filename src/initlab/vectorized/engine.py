@@ -65,17 +65,26 @@ class StackedModel:
         if not models:
             raise ValueError("StackedModel needs at least one model")
         params, buffers = stack_module_state(list(models))
-        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
-        self.buffers = {k: v.detach().to(device) for k, v in buffers.items()}
         self.base = copy.deepcopy(models[0]).to("meta")
         self.k = len(models)
         self.fast = fast and _plain_mlp(self.base)
+        # The fast path keeps linear weights as (K, in, out), the layout its batched
+        # products read: autograd then writes their gradients without a transposing copy
+        # (about a tenth of a step). ``member_state_dict`` gives nn.Linear's layout back.
+        self.transposed = {name for name in params
+                           if self.fast and name.endswith(".weight")}
+        self.params = {
+            name: (v.detach().transpose(1, 2) if name in self.transposed else v.detach())
+            .contiguous().to(device).requires_grad_(True)
+            for name, v in params.items()
+        }
+        self.buffers = {k: v.detach().to(device) for k, v in buffers.items()}
 
     def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.base, (params, buffers), (x,))
 
     def _linear(self, h: Tensor, name: str) -> Tensor:
-        w = self.params[f"{name}.weight"].transpose(1, 2)  # (K, in, out)
+        w = self.params[f"{name}.weight"]  # (K, in, out)
         b = self.params.get(f"{name}.bias")
         if h.dim() == 2:  # shared input (B, in): broadcast over members
             out = torch.matmul(h, w)
@@ -103,7 +112,9 @@ class StackedModel:
 
     def member_state_dict(self, k: int) -> dict[str, Tensor]:
         """Member ``k``'s weights as an ordinary ``state_dict`` of the architecture."""
-        return {name: t[k].detach().clone() for name, t in self.state().items()}
+        return {name: (t[k].detach().t() if name in self.transposed else t[k].detach())
+                .clone(memory_format=torch.contiguous_format)
+                for name, t in self.state().items()}
 
 
 def loss_function(task: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -269,10 +280,12 @@ class VectorizedTrainer:
             if bool(self.frozen.all()):
                 break
             self.model.train(True)
-            # sums in float64, as InitStudyModule keeps them
-            loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
-            correct = torch.zeros(k, device=x.device, dtype=torch.float64)
-            seen = 0
+            # the epoch's step losses and predictions, reduced once at its end (a few tiny
+            # ops a step add up at this model size)
+            step_losses: list[Tensor] = []
+            sizes: list[int] = []
+            preds: list[Tensor] = []
+            targets: list[Tensor] = []
             for xb, yb in member_batches(x, y, batchers, epoch):
                 out = self.model(xb)
                 losses = member_losses(self.task, out, yb)
@@ -285,27 +298,38 @@ class VectorizedTrainer:
                 values = losses.detach()
                 # one comparison finds NaN, inf and losses above the ceiling
                 ok = values <= self.max_loss if self.max_loss is not None else values.isfinite()
-                bad = ~ok & ~self.frozen
-                if bool(bad.any()):
+                if not bool(ok.all()):
+                    bad = ~ok & ~self.frozen
                     for j in bad.nonzero().flatten().tolist():
                         # as DivergenceGuard: the index of the optimizer step that failed
                         self.logs[j].diverged = (self.global_step, epoch, float(values[j]))
-                    self._freeze(bad)  # before the step: the member keeps its last weights
+                    if bool(bad.any()):
+                        self._freeze(bad)  # before the step: it keeps its last weights
                 self._clip_gradients()
                 self.optimizer.step()
                 if self._any_frozen:
                     self._restore_frozen()
-                n = xb.shape[1]
-                loss_sum += values * n
+                step_losses.append(values)
+                sizes.append(xb.shape[1])
                 if self.classification:
-                    correct += (out.detach().argmax(-1) == yb).sum(-1)
-                seen += n
+                    preds.append(out.detach().argmax(-1))
+                    targets.append(yb)
                 if self.global_step % self.log_every_n_steps == 0:
                     self._log_step(values)
                 self.global_step += 1
             # float64 means, as InitStudyModule publishes them
-            train_loss = (loss_sum / max(seen, 1)).tolist()
-            train_acc = (correct / max(seen, 1)).tolist() if self.classification else None
+            seen = max(sum(sizes), 1)
+            if step_losses:
+                weights = torch.tensor(sizes, dtype=torch.float64, device=x.device)
+                loss_sum = weights @ torch.stack(step_losses).double()  # (K,)
+            else:
+                loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
+            train_loss = (loss_sum / seen).tolist()
+            train_acc = None
+            if self.classification:
+                correct = ((torch.cat(preds, dim=1) == torch.cat(targets, dim=1)).sum(-1)
+                           if preds else torch.zeros(k, device=x.device))
+                train_acc = (correct.double() / seen).tolist()
             val_loss, val_acc = self.evaluate(*val, eval_batch_size)
             self._end_epoch(epoch, train_loss, train_acc, val_loss.tolist(),
                             val_acc.tolist() if val_acc is not None else None,
