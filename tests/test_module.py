@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -23,6 +24,7 @@ class HookCounter(pl.Callback):
         self.calls: Counter[str] = Counter()
         self.steps_seen: list[int] = []
         self.weights: list[torch.Tensor] = []
+        self.direct: bool | None = None
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:  # noqa: ANN001
         self.calls["on_before_backward"] += 1
@@ -42,6 +44,7 @@ class HookCounter(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         self.weights = [p.detach().clone() for p in pl_module.parameters()]
+        self.direct = pl_module._direct
 
 
 def _train(compose_cfg, tmp_path: Path, name: str, *overrides: str) -> tuple[dict, HookCounter]:
@@ -52,9 +55,14 @@ def _train(compose_cfg, tmp_path: Path, name: str, *overrides: str) -> tuple[dic
     return json.loads((tmp_path / name / SUMMARY_FILE).read_text()), counter
 
 
-def test_direct_steps_match_lightning_steps(compose_cfg, tmp_path: Path) -> None:
-    fast, fast_hooks = _train(compose_cfg, tmp_path, "direct", "trainer.direct_steps=true")
-    slow, slow_hooks = _train(compose_cfg, tmp_path, "lightning", "trainer.direct_steps=false")
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_direct_steps_match_lightning_steps(compose_cfg, tmp_path: Path, precision: str) -> None:
+    # bf16-mixed: Lightning's autocast context is around training_step in both paths
+    fast, fast_hooks = _train(compose_cfg, tmp_path, "direct", "trainer.direct_steps=true",
+                              f"trainer.precision={precision}")
+    slow, slow_hooks = _train(compose_cfg, tmp_path, "lightning", "trainer.direct_steps=false",
+                              f"trainer.precision={precision}")
+    assert fast_hooks.direct and not slow_hooks.direct  # the two paths really ran
     steps = fast["steps"]
     assert steps == slow["steps"] > 0
     # every callback still sees every step, with the global step Lightning reports
