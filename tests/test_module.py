@@ -103,3 +103,20 @@ def test_lightning_only_validation_options_use_lightnings_loop(compose_cfg, tmp_
     summary, hooks = _train(compose_cfg, tmp_path, "interval", "+trainer.val_check_interval=1.0")
     assert hooks.calls["on_validation_epoch_end"] == 3  # Lightning's loop, not the lean pass
     assert 0.0 < summary["final_val_acc"] <= 1.0
+
+
+def test_max_steps_stops_inside_a_call(compose_cfg, tmp_path: Path) -> None:
+    # one call holds a whole 20-step epoch; the 30th step ends training mid-call
+    summary, hooks = _train(compose_cfg, tmp_path, "steps", "+trainer.max_steps=30")
+    assert summary["steps"] == 30 and hooks.calls["on_before_optimizer_step"] == 30
+    assert hooks.calls["on_validation_epoch_end"] == 2  # the cut-short epoch validates too
+
+
+def test_direct_steps_clip_gradients_as_lightning_does(compose_cfg, tmp_path: Path) -> None:
+    clip = ("trainer.gradient_clip_val=0.05", "optimizer.lr=0.5")
+    fast, fast_hooks = _train(compose_cfg, tmp_path, "d", "trainer.direct_steps=true", *clip)
+    slow, slow_hooks = _train(compose_cfg, tmp_path, "l", "trainer.direct_steps=false", *clip)
+    unclipped, _ = _train(compose_cfg, tmp_path, "u", "optimizer.lr=0.5")
+    for a, b in zip(fast_hooks.weights, slow_hooks.weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert fast["final_train_loss"] != unclipped["final_train_loss"]  # clipping acted

@@ -176,10 +176,15 @@ class InitStudyModule(pl.LightningModule):
         optimizer.step()
         progress.increment_completed()
 
-    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any] | None:
         """One optimizer step per ``(x, y)`` minibatch of the call (a list of them, or one).
         Returns the step losses for the divergence check."""
         steps = batch if isinstance(batch, list) else [batch]
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps > 0:  # stop inside a call, as Lightning would
+            steps = steps[: max(max_steps - self.trainer.global_step, 0)]
+            if not steps:
+                return None
         opt = self.optimizers()
         direct = getattr(self, "_direct", False)
         if direct:  # same steps, same hooks, without Lightning's per-step wrappers
