@@ -8,7 +8,11 @@ import torch
 from torch import nn
 
 from initlab.diagnostics import probe
-from initlab.diagnostics.plots import plot_activation_histograms, plot_signal_propagation
+from initlab.diagnostics.plots import (
+    plot_activation_histograms,
+    plot_signal_propagation,
+    signal_propagation_figure,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,3 +55,14 @@ def test_activation_histograms(tmp_path):
     out = plot_activation_histograms(model, torch.randn(64, 32), tmp_path / "hist.png")
     assert_png(out)
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_signal_propagation_takes_the_sweeps_colours_and_order():
+    rows = [{"init": init, "activation": "relu", "index": i, "act_std": 1.0 + i,
+             "grad_std": 0.5} for init in ("xavier", "he", "lecun") for i in range(3)]
+    fig = signal_propagation_figure(pd.DataFrame(rows), colors={"he": "#ff0000",
+                                                                 "xavier": "#00ff00"},
+                                    hue_order=["he", "xavier"])
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == ["he", "xavier", "lecun"]  # given, then rest
+    assert [ln.get_color() for ln in lines[:2]] == ["#ff0000", "#00ff00"]

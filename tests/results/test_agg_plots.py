@@ -108,10 +108,10 @@ def test_diagnostics_figure_via_diagnostics_package(tmp_path, make_run, monkeypa
                                                     png_ok) -> None:
     calls = {}
 
-    def fake_plot(frame, path, facet="activation", hue="init"):
+    def fake_plot(frame, path, facet="activation", hue="init", colors=None, hue_order=None):
         import matplotlib.pyplot as plt
 
-        calls.update(frame=frame, facet=facet, hue=hue)
+        calls.update(frame=frame, facet=facet, hue=hue, colors=colors, hue_order=hue_order)
         fig, ax = plt.subplots()
         for init, g in frame.groupby(hue):
             ax.plot(g["index"], g["act_std"], label=init)
@@ -135,6 +135,12 @@ def test_diagnostics_figure_via_diagnostics_package(tmp_path, make_run, monkeypa
         set(frame.columns)
     assert "plots/signal_propagation.png" in written["report"].read_text()
     assert _no_temp_files(sweep)
+    # the same colour per init as in the curves (tab10 in order of appearance)
+    import matplotlib.pyplot as plt
+
+    tab10 = plt.get_cmap("tab10")
+    assert calls["hue_order"] == ["he", "xavier"]
+    assert calls["colors"] == {"he": tab10(0), "xavier": tab10(1)}
 
 
 def test_diagnostics_figure_skipped_without_function(tmp_path, make_run, monkeypatch,
@@ -168,7 +174,7 @@ def test_diagnostics_split_by_other_swept_keys_and_stale_figures(tmp_path, make_
                                                                  monkeypatch) -> None:
     frames = []
 
-    def fake_plot(frame, path, facet="activation", hue="init"):
+    def fake_plot(frame, path, facet="activation", hue="init", **_):
         frames.append(frame)
         path.write_bytes(b"\x89PNG\r\n\x1a\n")
 

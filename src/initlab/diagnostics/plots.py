@@ -7,7 +7,9 @@ plotting neither needs a display nor changes the global matplotlib backend.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -31,6 +33,8 @@ def plot_signal_propagation(
     path: str | Path,
     facet: str = "activation",
     hue: str = "init",
+    colors: Mapping[str, Any] | None = None,
+    hue_order: Sequence[str] | None = None,
 ) -> Path:
     """Glorot & Bengio (2010) picture: per-layer activation std (top row) and gradient std
     (bottom row) at init against the layer index, log y, one line per ``hue`` value (init
@@ -38,16 +42,31 @@ def plot_signal_propagation(
 
     ``records`` is a long table of ``probe`` rows with extra ``hue`` / ``facet`` columns;
     rows that share (facet, hue, index), e.g. several seeds, are averaged.  Missing
-    ``facet`` / ``hue`` columns give a single column / a single line.
+    ``facet`` / ``hue`` columns give a single column / a single line. ``colors`` and
+    ``hue_order`` (e.g. those of the sweep's other figures) fix each hue's colour and the
+    legend order; hues they do not name follow, sorted, in matplotlib's default cycle.
     """
+    return _save(signal_propagation_figure(records, facet, hue, colors, hue_order), path)
+
+
+def signal_propagation_figure(
+    records: pd.DataFrame,
+    facet: str = "activation",
+    hue: str = "init",
+    colors: Mapping[str, Any] | None = None,
+    hue_order: Sequence[str] | None = None,
+) -> Figure:
+    """The figure of ``plot_signal_propagation``, unsaved."""
     df = records.copy()
     facet_col = facet if facet in df.columns else None
     hue_col = hue if hue in df.columns else None
     df["_facet"] = df[facet_col].astype(str) if facet_col else "all"
     df["_hue"] = df[hue_col].astype(str) if hue_col else "probe"
     mean = df.groupby(["_facet", "_hue", "index"])[["act_std", "grad_std"]].mean().reset_index()
-    facets, hues = sorted(mean["_facet"].unique()), sorted(mean["_hue"].unique())
-    colors = {h: f"C{i % 10}" for i, h in enumerate(hues)}
+    facets, present = sorted(mean["_facet"].unique()), set(mean["_hue"].unique())
+    hues = [h for h in hue_order or () if h in present]
+    hues += sorted(present - set(hues))
+    colors = {h: (colors or {}).get(h, f"C{i % 10}") for i, h in enumerate(hues)}
 
     fig = Figure(figsize=(3.6 * len(facets) + 1.5, 6.0), layout="constrained")
     axes = fig.subplots(2, len(facets), squeeze=False, sharex="col")
@@ -70,7 +89,7 @@ def plot_signal_propagation(
                 ax.set_xlabel("layer index")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, title=hue_col, loc="outside right center")
-    return _save(fig, path)
+    return fig
 
 
 def plot_activation_histograms(

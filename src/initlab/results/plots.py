@@ -476,14 +476,16 @@ def _signal_propagation_function() -> Callable[..., Any] | None:
     return plot_signal_propagation
 
 
-def plot_diagnostics(frame: pd.DataFrame, path: Path) -> Path | None:
-    """Hand the per-layer init diagnostics of all runs to the diagnostics package."""
+def plot_diagnostics(frame: pd.DataFrame, path: Path, colors: dict[str, Any] | None = None,
+                     hue_order: Sequence[str] | None = None) -> Path | None:
+    """Hand the per-layer init diagnostics of all runs to the diagnostics package (with
+    the colours and order of the other figures' init settings)."""
     fn = _signal_propagation_function()
     if fn is None:
         return None
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        fn(frame, tmp, facet="activation", hue="init")
+        fn(frame, tmp, facet="activation", hue="init", colors=colors, hue_order=hue_order)
         if not tmp.exists():
             log.warning("plot_signal_propagation wrote no file: skipped")
             return None
@@ -561,7 +563,8 @@ def plot_all(
             log.error("init diagnostics figure skipped: %s: %s", type(exc).__name__, exc)
             figures = []
         for name, frame, path in figures:
-            attempt(name, lambda frame=frame, path=path: plot_diagnostics(frame, path))
+            attempt(name, lambda frame=frame, path=path: plot_diagnostics(
+                frame, path, layout.colors, layout.hues))
     attempt("init_histograms", lambda: plot_init_histograms(sweep, results,
                                                             out / "init_histograms.png"))
     _remove_stale(out, written)
