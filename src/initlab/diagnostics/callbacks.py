@@ -70,15 +70,30 @@ def _ratio(change: float, norm: float) -> float:
     return float("inf") if change else float("nan")
 
 
-def _dead_plan(recs: list[Any]) -> list[tuple[str, nn.Module, int, str]]:
-    """(name, module whose output counts, unit dim, activation) per recorded layer, or []
-    when a module serves several layers (a shared activation, weight sharing): those need
-    the recorder's pairing on every pass."""
-    plan = [(r.name, r.act_module if r.act is not None else r.module, _unit_dim(r.module),
+DeadPlan = list[tuple[str, nn.Module, int, str]]
+
+
+def _layer_rows(recs: list[Any]) -> DeadPlan:
+    """(name, module whose output counts, unit dim, activation) per recorded layer: the
+    activation after a weight layer, or the layer itself when none follows."""
+    return [(r.name, r.act_module if r.act is not None else r.module, _unit_dim(r.module),
              r.act_name if r.act is not None else "none") for r in recs]
+
+
+def _dead_plan(recs: list[Any]) -> DeadPlan:
+    """``_layer_rows``, or [] when a module serves several layers (a shared activation,
+    weight sharing): those need the recorder's pairing on every pass."""
+    plan = _layer_rows(recs)
     unique = len({id(m) for _, m, _, _ in plan}) == len(plan)
     same_calls = len({r.calls for r in recs}) <= 1  # each layer once per forward
     return plan if unique and same_calls else []
+
+
+def _dead_fractions(rows: DeadPlan, outs: list[torch.Tensor]) -> dict[str, float]:
+    """``diag/dead_frac/<layer>`` from each row's output, reduced for all layers at once."""
+    counts = dead_unit_counts(outs, [d for _, _, d, _ in rows], [act for *_, act in rows])
+    return {f"diag/dead_frac/{name}": c / o.shape[d]
+            for (name, _, d, _), c, o in zip(rows, counts, outs, strict=True)}
 
 
 def _inputs_of(batch: Any) -> torch.Tensor | None:
@@ -141,7 +156,7 @@ class TrainingDiagnostics(pl.Callback):
         self._params: list[nn.Parameter] = []
         self._targets: list[tuple[str, nn.Module, bool]] = []
         # (name, module whose output counts, unit dim, activation) per layer; [] = no plan
-        self._dead_plan: list[tuple[str, nn.Module, int, str]] | None = None
+        self._dead_plan: DeadPlan | None = None
         self._finish_capture: Callable[[], tuple[dict[str, float], list[Any]]] | None = None
         self._captured_epoch = -1
         self._logged_since_capture = True
@@ -372,7 +387,6 @@ class TrainingDiagnostics(pl.Callback):
                   for n, d, w in zip(names, changes, self._snapshot_norms, strict=True)}
         self._write(trainer, ratios, self._snapshot_step)
 
-    # -- epoch end / end -------------------------------------------------------------------
     # -- once per epoch: dead fractions (and activation histograms) ---------------------------
     # Measured on the epoch's validation pass when there is one (its first batch; eval mode,
     # no grad): no forward of its own. An epoch without validation forwards the fixed batch.
@@ -422,7 +436,7 @@ class TrainingDiagnostics(pl.Callback):
         hooks and gives the dead fraction per layer (first pass) and the layer records."""
         if self.histograms or not self._dead_plan:
             recorder = ForwardRecorder(keep_act_values=HIST_VALUES if self.histograms else 0,
-                                       dead_only=True)
+                                       outputs_only=True)
             attached = recorder.attach(pl_module, self._targets)
             attached.__enter__()
 
@@ -431,9 +445,10 @@ class TrainingDiagnostics(pl.Callback):
                 recs = recorder.records
                 if self._dead_plan is None:
                     self._dead_plan = _dead_plan(recs)
-                fracs = _host([(r.act or r.preact)["dead_frac"]() for r in recs])
-                return {f"diag/dead_frac/{r.name}": f for r, f in zip(recs, fracs,
-                                                                      strict=True)}, recs
+                if not recs:
+                    return {}, []
+                outs = [(r.act or r.preact)["output"] for r in recs]
+                return _dead_fractions(_layer_rows(recs), outs), recs
 
             return finish_recording
         # With a plan: one light hook per layer keeps its first output, no records.
@@ -452,10 +467,7 @@ class TrainingDiagnostics(pl.Callback):
                 h.remove()
             if any(o is None for o in outs):
                 return {}, []
-            counts = dead_unit_counts(outs, [d for _, _, d, _ in plan],
-                                      [act for *_, act in plan])
-            return {f"diag/dead_frac/{name}": c / o.shape[d] for (name, _, d, _), c, o
-                    in zip(plan, counts, outs, strict=True)}, []
+            return _dead_fractions(plan, outs), []
 
         return finish_plan
 

@@ -21,7 +21,6 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import accumulate
 from typing import Any
 
@@ -141,9 +140,9 @@ class ForwardRecorder:
 
     keep_outputs: bool = False  # for gradients: hook outputs are replaced by a clone
     keep_act_values: int = 0  # keep up to this many activation values (histograms)
-    # record only dead_frac, as a zero-argument callable giving a 0-d tensor (cheap: no
-    # host sync, and only the fractions that are used get computed)
-    dead_only: bool = False
+    # record no statistics, only the (detached) output under "output": for callers that
+    # reduce the outputs of all layers themselves (``dead_unit_counts``)
+    outputs_only: bool = False
     records: list[LayerRecord] = field(default_factory=list)
     _seen: dict[int, LayerRecord] = field(default_factory=dict)
     _last: LayerRecord | None = None
@@ -177,8 +176,8 @@ class ForwardRecorder:
             rec.act_values = self._sample(out)
 
     def _stats(self, t: torch.Tensor, unit_dim: int, act: str) -> dict[str, Any]:
-        if self.dead_only:
-            return {"dead_frac": partial(dead_fraction, t.detach(), unit_dim, act)}
+        if self.outputs_only:
+            return {"output": t.detach()}
         return activation_stats(t, unit_dim, act)
 
     def _sample(self, t: torch.Tensor) -> torch.Tensor:
