@@ -199,11 +199,9 @@ class InitStudyModule(pl.LightningModule):
         losses, outs, ys = [], [], []
         # the wrapped model directly, unless a subclass changed forward (one call level less)
         forward = self.model if type(self).forward is InitStudyModule.forward else self
-        loss_fn = self.loss if type(self).loss is not InitStudyModule.loss else (
-            F.cross_entropy if self.classification else F.mse_loss)
         for x, y in steps:
             out = forward(x)
-            loss = loss_fn(out, y)
+            loss = self.loss(out, y)
             opt.zero_grad()
             backward(loss)
             if clip:

@@ -4,8 +4,8 @@ Lightning's ``TensorBoardLogger`` writes one event per scalar as it is logged: a
 30 us each here, which at the few dozen scalars an epoch of a small model logs
 (diagnostics included) is several percent of its training time. This one keeps the
 scalars of a step in memory (with the wall time they were logged at) and writes each
-step's values as one ``Summary`` event every ``buffer_secs`` seconds, and on ``save``,
-``finalize`` and ``close``. The event files hold the same tags, steps and values.
+step's values as one ``Summary`` event every ``buffer_secs`` seconds, and on ``save`` and
+``finalize``. The event files hold the same tags, steps and values.
 ``SummaryWriter`` itself flushes to disk only every ``flush_secs`` (120 s by default),
 so TensorBoard shows the curves no later than before.
 
