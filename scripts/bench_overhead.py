@@ -129,7 +129,7 @@ class BareModule(pl.LightningModule):
         return self.optimizer_factory(self.model.parameters())
 
 
-def bare_lightning_ms(cfg) -> float:  # noqa: ANN001
+def bare_lightning_ms(cfg, timer: EpochTimer | None = None) -> float:  # noqa: ANN001
     """``BareModule`` in a Trainer without logger, checkpoints or progress bar."""
     torch.manual_seed(cfg.seed)
     dm = instantiate(cfg.dataset, seed=cfg.seed)
@@ -139,7 +139,7 @@ def bare_lightning_ms(cfg) -> float:  # noqa: ANN001
                         num_outputs=dm.num_outputs, activation=activation_factory(**cfg.activation))
     instantiate(cfg.init)(model, activation=activation_factory(**cfg.activation)(), seed=cfg.seed)
     module = BareModule(model, instantiate(cfg.optimizer), dm.val_dataloader())
-    timer = EpochTimer()
+    timer = timer or EpochTimer()
     trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator="cpu", devices=1,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> float:
                              "functions with the most own time")
     parser.add_argument("--breakdown", action="store_true",
                         help="after timing, the per-epoch time of each initlab hook")
+    parser.add_argument("--phases", action="store_true",
+                        help="after timing, split an epoch of each arm into data, training "
+                             "calls, validation and the rest (Lightning's loop and hooks)")
     parser.add_argument("--bare", action="store_true",
                         help="also time Lightning's loop alone around the plain steps")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. diagnostics=off")
@@ -186,11 +189,125 @@ def main(argv: list[str] | None = None) -> float:
           f"(runs: {', '.join(f'{v:.3f}' for v in ours)})")
     print(f"overhead ratio: {ratio:.3f}  (median of the {len(ours)} paired ratios; "
           f"ratio of the medians {o / p:.3f})")
+    if args.phases:
+        phases(cfg, args.repeats)
     if args.breakdown:
         breakdown(cfg)
     if args.profile:
         profile(cfg, args.profile)
     return ratio
+
+
+class _Spans:
+    """Per-epoch time inside wrapped methods (epoch = ``EpochTimer``'s window)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def wrap(self, cls: type, name: str, label: str):  # noqa: ANN201
+        fn = cls.__dict__[name]
+
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - t0
+
+        wrapper.__signature__ = getattr(fn, "__signature__", None)  # Lightning reads it
+        setattr(cls, name, wrapper)
+        return lambda: setattr(cls, name, fn)
+
+
+def phases(cfg, repeats: int) -> None:  # noqa: ANN001
+    """Median per-epoch split of each arm: data (building the epoch's minibatches; in the
+    Lightning arms this happens inside Lightning's fetch, so it is measured on the plain
+    arm and subtracted from the rest), training (initlab's and the bare module's
+    ``training_step``, the plain loop's steps), validation, and the rest of the epoch:
+    Lightning's loop and every hook outside the training call and the validation."""
+    from initlab import module
+
+    epochs = cfg.trainer.max_epochs
+    rows: dict[str, list[dict[str, float]]] = {"plain": [], "bare": [], "initlab": []}
+
+    def plain_split() -> dict[str, float]:
+        torch.manual_seed(cfg.seed)
+        dm = instantiate(cfg.dataset, seed=cfg.seed)
+        dm.prepare()
+        act = activation_factory(**cfg.activation)
+        model = instantiate(cfg.model, input_shape=tuple(dm.input_shape),
+                            num_outputs=dm.num_outputs, activation=act)
+        instantiate(cfg.init)(model, activation=act(), seed=cfg.seed)
+        opt = instantiate(cfg.optimizer)(model.parameters())
+        train, val = dm.train_dataloader(), dm.val_dataloader()
+        parts: dict[str, list[float]] = {"data": [], "training": [], "validation": []}
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            model.train()
+            batches = list(train.batches())
+            t1 = time.perf_counter()
+            for x, y in batches:
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            t2 = time.perf_counter()
+            model.eval()
+            with torch.no_grad():
+                correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in val)
+            assert correct >= 0
+            t3 = time.perf_counter()
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                parts[key].append(dt)
+        return {k: statistics.median(v[1:]) for k, v in parts.items()}
+
+    def lightning_split(arm: str, tmp: Path) -> dict[str, float]:
+        spans = _Spans()
+        if arm == "initlab":
+            undo = [spans.wrap(module.InitStudyModule, "training_step", "training"),
+                    spans.wrap(module.InitStudyModule, "validate_in_place", "validation")]
+        else:
+            undo = [spans.wrap(BareModule, "training_step", "training"),
+                    spans.wrap(BareModule, "on_train_batch_end", "validation")]
+        timer = EpochTimer()
+        marks: list[dict[str, float]] = []
+        timer.on_train_epoch_start = lambda t, m, _f=timer.on_train_epoch_start: (  # noqa: E731
+            marks.append(dict(spans.spent)), _f(t, m))
+        try:
+            if arm == "initlab":
+                run(copy.deepcopy(cfg), tmp, progress_bar=False, extra_callbacks=[timer])
+            else:
+                bare_lightning_ms(copy.deepcopy(cfg), timer)
+        finally:
+            for u in undo:
+                u()
+        marks.append(dict(spans.spent))
+        split: dict[str, list[float]] = {"epoch": [], "training": [], "validation": []}
+        for i, total in enumerate(timer.times[1:], start=1):
+            split["epoch"].append(total)
+            for key in ("training", "validation"):
+                split[key].append(marks[i + 1].get(key, 0.0) - marks[i].get(key, 0.0))
+        med = {k: statistics.median(v) for k, v in split.items()}
+        med["rest"] = med.pop("epoch") - med["training"] - med["validation"]
+        return med
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            rows["plain"].append(plain_split())
+            rows["bare"].append(lightning_split("bare", Path(tmp)))
+            rows["initlab"].append(lightning_split("initlab", Path(tmp) / f"phases{i}"))
+    med = {arm: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+           for arm, rs in rows.items()}
+    data = med["plain"]["data"]
+    print(f"\nper-epoch split, us (median of {repeats} runs; data = building the epoch's "
+          f"minibatches, {1e6 * data:.0f} us, measured on the plain loop):")
+    print(f"  {'':10s} {'training':>9s} {'validation':>11s} {'rest - data':>12s} {'total':>8s}")
+    for arm in ("plain", "bare", "initlab"):
+        m = med[arm]
+        rest = m["data"] - data if arm == "plain" else m["rest"] - data
+        total = m["training"] + m["validation"] + rest + data
+        print(f"  {arm:10s} {1e6 * m['training']:9.0f} {1e6 * m['validation']:11.0f} "
+              f"{1e6 * rest:12.0f} {1e6 * total:8.0f}")
 
 
 def breakdown(cfg) -> None:  # noqa: ANN001

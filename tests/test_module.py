@@ -120,3 +120,20 @@ def test_direct_steps_clip_gradients_as_lightning_does(compose_cfg, tmp_path: Pa
     for a, b in zip(fast_hooks.weights, slow_hooks.weights, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert fast["final_train_loss"] != unclipped["final_train_loss"]  # clipping acted
+
+
+def test_stored_training_step_signature_is_what_lightning_reads() -> None:
+    # Lightning passes batch_idx only if its argspec of training_step has two arguments
+    # after self; the stored signature must give it the function's real parameters.
+    import inspect
+
+    from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
+
+    from initlab.module import InitStudyModule
+
+    fn = InitStudyModule.training_step
+    assert "__signature__" in vars(fn)
+    code = fn.__code__
+    assert inspect.getfullargspec(fn).args == list(code.co_varnames[: code.co_argcount])
+    module = InitStudyModule(torch.nn.Linear(2, 2), None, torch.optim.SGD)
+    assert is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
