@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +141,8 @@ def bare_lightning_ms(cfg, timer: EpochTimer | None = None) -> float:  # noqa: A
     instantiate(cfg.init)(model, activation=activation_factory(**cfg.activation)(), seed=cfg.seed)
     module = BareModule(model, instantiate(cfg.optimizer), dm.val_dataloader())
     timer = timer or EpochTimer()
+    # the datamodule has a val_dataloader; this module validates in its own hook
+    warnings.filterwarnings("ignore", message=".*val_dataloader.*no `validation_step`")
     trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator="cpu", devices=1,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
