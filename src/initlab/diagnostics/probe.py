@@ -66,30 +66,29 @@ def _reduce_dims(t: torch.Tensor, unit_dim: int) -> list[int]:
     return [i for i in range(t.dim()) if i != unit_dim % t.dim()]
 
 
-def dead_units(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
-    """Per unit: off (<= 0 after a ReLU-like activation, == 0 otherwise) on every example.
-    Reduces with max/min over the examples (one pass, no boolean copy of ``t``)."""
+def _unit_activity(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
+    """Per unit, a value that is <= 0 exactly when the unit is dead: its max over the
+    examples after a ReLU-like activation, else its number of non-zero values."""
     t = t.detach()
     dims = _reduce_dims(t, unit_dim)
-    if act in RELU_LIKE:
-        return t.amax(dim=dims) <= 0
-    return torch.count_nonzero(t, dim=dims) == 0
+    return t.amax(dim=dims) if act in RELU_LIKE else torch.count_nonzero(t, dim=dims)
+
+
+def dead_units(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
+    """Per unit: off (<= 0 after a ReLU-like activation, == 0 otherwise) on every example.
+    Reduces with max/count over the examples (one pass, no boolean copy of ``t``)."""
+    return _unit_activity(t, unit_dim, act) <= 0
 
 
 def dead_unit_counts(outputs: list[torch.Tensor], unit_dims: list[int], acts: list[str]
                      ) -> list[int]:
     """``dead_units(...).sum()`` for each output, in a few ops for all layers and one host
-    sync: per unit, the max over the examples (ReLU-like: dead iff <= 0) or the count of
-    non-zeros (others: dead iff 0), then one comparison and one running count."""
+    sync: each layer's ``_unit_activity``, then one comparison and one running count."""
     if len({t.device for t in outputs}) > 1:
         return [int(dead_units(t, d, a).sum()) for t, d, a in zip(outputs, unit_dims, acts,
                                                                    strict=True)]
-    per_unit = []
-    for t, d, act in zip(outputs, unit_dims, acts, strict=True):
-        dims = _reduce_dims(t, d)
-        t = t.detach()
-        per_unit.append(t.amax(dim=dims) if act in RELU_LIKE
-                        else torch.count_nonzero(t, dim=dims))
+    per_unit = [_unit_activity(t, d, act) for t, d, act in zip(outputs, unit_dims, acts,
+                                                               strict=True)]
     ends = [e - 1 for e in accumulate(len(p) for p in per_unit)]
     running = (torch.cat(per_unit) <= 0).cumsum(0)[ends].tolist()
     return [b - a for a, b in zip([0, *running[:-1]], running, strict=True)]
