@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import sys
 import tempfile
@@ -72,30 +73,49 @@ def initlab_ms(cfg, out: Path) -> float:  # noqa: ANN001
     return ms_per_step(timer.times, timer.steps)
 
 
-def plain_ms(cfg) -> float:  # noqa: ANN001
-    """The same model, init, data and batch order in a hand-written loop."""
+def build(cfg):  # noqa: ANN001, ANN201
+    """The prepared data module and the initialized model every arm starts from."""
     torch.manual_seed(cfg.seed)
     dm = instantiate(cfg.dataset, seed=cfg.seed)
     dm.prepare()
+    act = activation_factory(**cfg.activation)
     model = instantiate(cfg.model, input_shape=tuple(dm.input_shape),
-                        num_outputs=dm.num_outputs, activation=activation_factory(**cfg.activation))
-    instantiate(cfg.init)(model, activation=activation_factory(**cfg.activation)(), seed=cfg.seed)
+                        num_outputs=dm.num_outputs, activation=act)
+    instantiate(cfg.init)(model, activation=act(), seed=cfg.seed)
+    return dm, model
+
+
+def train_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches) -> int:  # noqa: ANN001
+    """The plain loop's raw optimizer steps over ``batches``; returns their number."""
+    n = 0
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += 1
+    return n
+
+
+def validate(model: torch.nn.Module, val) -> None:  # noqa: ANN001
+    """The plain loop's validation pass: eval mode, no gradients, the correct count."""
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in val)
+    assert correct >= 0
+
+
+def plain_ms(cfg) -> float:  # noqa: ANN001
+    """The same model, init, data and batch order in a hand-written loop."""
+    dm, model = build(cfg)
     opt = instantiate(cfg.optimizer)(model.parameters())
     train, val = dm.train_dataloader(), dm.val_dataloader()
     times, steps = [], []
     for _ in range(cfg.trainer.max_epochs):
-        t0, n = time.perf_counter(), 0
+        t0 = time.perf_counter()
         model.train()
-        for x, y in train.batches():
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            n += 1
-        model.eval()
-        with torch.no_grad():
-            correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in val)
-        assert correct >= 0
+        n = train_steps(model, opt, train.batches())
+        validate(model, val)
         times.append(time.perf_counter() - t0)
         steps.append(n)
     return ms_per_step(times, steps)
@@ -112,18 +132,10 @@ class BareModule(pl.LightningModule):
         self.model, self.optimizer_factory, self.val = model, optimizer, val
 
     def training_step(self, batch, batch_idx: int) -> None:  # noqa: ANN001
-        opt = self.optimizers().optimizer
-        for x, y in batch:
-            loss = F.cross_entropy(self.model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_steps(self.model, self.optimizers().optimizer, batch)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
-        self.model.eval()
-        with torch.no_grad():
-            correct = sum(int((self.model(x).argmax(1) == y).sum()) for x, y in self.val)
-        assert correct >= 0
+        validate(self.model, self.val)
         self.model.train()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -132,13 +144,8 @@ class BareModule(pl.LightningModule):
 
 def bare_lightning_ms(cfg, timer: EpochTimer | None = None) -> float:  # noqa: ANN001
     """``BareModule`` in a Trainer without logger, checkpoints or progress bar."""
-    torch.manual_seed(cfg.seed)
-    dm = instantiate(cfg.dataset, seed=cfg.seed)
-    dm.prepare()
+    dm, model = build(cfg)
     dm.steps_per_call = cfg.trainer.steps_per_call  # one call per epoch, as initlab
-    model = instantiate(cfg.model, input_shape=tuple(dm.input_shape),
-                        num_outputs=dm.num_outputs, activation=activation_factory(**cfg.activation))
-    instantiate(cfg.init)(model, activation=activation_factory(**cfg.activation)(), seed=cfg.seed)
     module = BareModule(model, instantiate(cfg.optimizer), dm.val_dataloader())
     timer = timer or EpochTimer()
     # the datamodule has a val_dataloader; this module validates in its own hook
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> float:
 
 
 class _Spans:
-    """Per-epoch time inside wrapped methods (epoch = ``EpochTimer``'s window)."""
+    """Wall time spent inside wrapped methods, by label; ``wrap`` returns its undo."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
@@ -210,6 +217,7 @@ class _Spans:
     def wrap(self, cls: type, name: str, label: str):  # noqa: ANN201
         fn = cls.__dict__[name]
 
+        @functools.wraps(fn)  # Lightning inspects the hooks it calls
         def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             t0 = time.perf_counter()
             try:
@@ -217,7 +225,6 @@ class _Spans:
             finally:
                 self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - t0
 
-        wrapper.__signature__ = getattr(fn, "__signature__", None)  # Lightning reads it
         setattr(cls, name, wrapper)
         return lambda: setattr(cls, name, fn)
 
@@ -234,13 +241,7 @@ def phases(cfg, repeats: int) -> None:  # noqa: ANN001
     rows: dict[str, list[dict[str, float]]] = {"plain": [], "bare": [], "initlab": []}
 
     def plain_split() -> dict[str, float]:
-        torch.manual_seed(cfg.seed)
-        dm = instantiate(cfg.dataset, seed=cfg.seed)
-        dm.prepare()
-        act = activation_factory(**cfg.activation)
-        model = instantiate(cfg.model, input_shape=tuple(dm.input_shape),
-                            num_outputs=dm.num_outputs, activation=act)
-        instantiate(cfg.init)(model, activation=act(), seed=cfg.seed)
+        dm, model = build(cfg)
         opt = instantiate(cfg.optimizer)(model.parameters())
         train, val = dm.train_dataloader(), dm.val_dataloader()
         parts: dict[str, list[float]] = {"data": [], "training": [], "validation": []}
@@ -249,16 +250,9 @@ def phases(cfg, repeats: int) -> None:  # noqa: ANN001
             model.train()
             batches = list(train.batches())
             t1 = time.perf_counter()
-            for x, y in batches:
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            train_steps(model, opt, batches)
             t2 = time.perf_counter()
-            model.eval()
-            with torch.no_grad():
-                correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in val)
-            assert correct >= 0
+            validate(model, val)
             t3 = time.perf_counter()
             for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                 parts[key].append(dt)
@@ -316,47 +310,29 @@ def phases(cfg, repeats: int) -> None:  # noqa: ANN001
 def breakdown(cfg) -> None:  # noqa: ANN001
     """Wall time per epoch of each initlab hook and helper, measured inside one run (with
     a timer around each call, which itself adds about a microsecond per call)."""
-    import collections
-    import functools
-
     from initlab import callbacks, module, tensorboard
     from initlab.diagnostics import callbacks as diag
 
-    spent: collections.Counter[str] = collections.Counter()
-    originals = []
-
-    def timed(cls: type, name: str) -> None:
-        fn = cls.__dict__[name]
-        originals.append((cls, name, fn))
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[f"{cls.__name__}.{name}"] += time.perf_counter() - t0
-
-        setattr(cls, name, wrapper)
-
+    spans = _Spans()
+    undo = []
     for cls in (diag.TrainingDiagnostics, callbacks.DivergenceGuard, callbacks.HistoryRecorder):
         for name in [n for n in vars(cls) if n.startswith("on_") and n != "on_fit_start"]:
-            timed(cls, name)
-    for name in ("validate_in_place", "on_train_epoch_end", "_tally_call", "_log_step_losses"):
-        timed(module.InitStudyModule, name)
-    for name in ("log_metrics", "write_pending"):
-        timed(tensorboard.TensorBoardLogger, name)
+            undo.append(spans.wrap(cls, name, f"{cls.__name__}.{name}"))
+    for cls, names in ((module.InitStudyModule, ("validate_in_place", "on_train_epoch_end",
+                                                 "_tally_call", "_log_step_losses")),
+                       (tensorboard.TensorBoardLogger, ("log_metrics", "write_pending"))):
+        undo += [spans.wrap(cls, name, f"{cls.__name__}.{name}") for name in names]
     timer = EpochTimer()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             run(copy.deepcopy(cfg), Path(tmp), progress_bar=False, extra_callbacks=[timer])
     finally:
-        for cls, name, fn in originals:
-            setattr(cls, name, fn)
+        for u in undo:
+            u()
     epochs = len(timer.times)
     print(f"\nper-epoch wall time of initlab's hooks ({epochs} epochs of "
           f"{timer.steps[-1] if timer.steps else 0} steps; nested calls are in both rows):")
-    for key, total in spent.most_common():
+    for key, total in sorted(spans.spent.items(), key=lambda kv: -kv[1]):
         print(f"  {key:48s} {1e6 * total / epochs:8.1f} us")
 
 
