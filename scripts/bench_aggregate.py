@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             plot_log.addHandler(handler)
             plot_log.propagate = False
             t0 = time.perf_counter()
-            written = plot_all(root, found.results, keys=keys, diagnostics=found.diagnostics)
+            written = plot_all(root, found.results, keys=keys, diagnostics=found.diagnostics,
+                               init_histograms=found.init_histograms)
             t_plots = time.perf_counter() - t0
             print(f"plots, {len(written)} figures: {t_plots:.2f} s")
     return 0

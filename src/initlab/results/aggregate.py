@@ -175,8 +175,10 @@ def _flat_unresolved(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def load_run(run_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One results row and the run's per-layer init diagnostics (may be empty).
+def load_run(run_dir: Path, sweep_dir: Path
+             ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One results row, the run's per-layer init diagnostics and its activation
+    histograms at init (both may be empty).
 
     A missing, truncated or unfinished summary gives an ``incomplete`` row whose axes
     and config come from ``.hydra/`` when possible.
@@ -191,13 +193,13 @@ def load_run(run_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], list[dict[
         log.warning("run folder %s has no %s: listed as incomplete", run_dir, SUMMARY_FILE)
         row = {"run": rel, "status": "incomplete", "error_type": "MissingSummary",
                "error": f"no {SUMMARY_FILE} (the job did not finish)"}
-        return {**row, **_config_from_hydra(run_dir)}, []
+        return {**row, **_config_from_hydra(run_dir)}, [], []
     except (OSError, ValueError) as exc:
         log.warning("run folder %s has an unreadable %s (%s: %s): listed as incomplete",
                     run_dir, SUMMARY_FILE, type(exc).__name__, exc)
         row = {"run": rel, "status": "incomplete", "error_type": "BrokenSummary",
                "error": f"{SUMMARY_FILE} unreadable: {type(exc).__name__}: {exc}"}
-        return {**row, **_config_from_hydra(run_dir)}, []
+        return {**row, **_config_from_hydra(run_dir)}, [], []
     row: dict[str, Any] = {"run": rel}
     for key, value in s.items():
         if key in SKIPPED_KEYS or isinstance(value, (dict, list)):
@@ -215,7 +217,8 @@ def load_run(run_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], list[dict[
         row.setdefault("error", f"summary status {status!r}: the run did not finish")
     diag = s.get("init_diagnostics")
     records = [r for r in diag if isinstance(r, dict)] if isinstance(diag, list) else []
-    return row, records
+    hists = s.get("init_act_histograms")
+    return row, records, hists if isinstance(hists, list) else []
 
 
 def is_diag_column(col: str) -> bool:
@@ -253,6 +256,9 @@ class Scan:
 
     results: pd.DataFrame
     diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the first run (in folder order) with activation histograms at init: its "run",
+    # "init" and "activation", and its per-layer histograms under "layers"; {} if none
+    init_histograms: dict[str, Any] = field(default_factory=dict)
 
 
 def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
@@ -261,10 +267,14 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
     ``activation`` column is kept as ``layer_activation``)."""
     sweep = Path(sweep_dir)
     rows, diag_frames = [], []
+    init_histograms: dict[str, Any] = {}
     int_keys: set[str] = set()
     float_keys: set[str] = set()
     for d in run_dirs(sweep):
-        row, records = load_run(d, sweep)
+        row, records, hists = load_run(d, sweep)
+        if hists and not init_histograms:
+            init_histograms = {**{k: row.get(k) for k in ("run", "init", "activation")},
+                               "layers": hists}
         for key, value in row.items():
             if type(value) is int:
                 int_keys.add(key)
@@ -292,7 +302,7 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
                 out.update(run_info)  # facets/hues are the run's axes, not the layer's
                 flat.append(out)
         diag = pd.DataFrame(flat)
-    return Scan(frame, diag)
+    return Scan(frame, diag, init_histograms)
 
 
 def collect(sweep_dir: str | Path) -> pd.DataFrame:
@@ -546,7 +556,8 @@ def aggregate(
         written["plots"] = sweep / PLOTS_DIR
         try:
             figures = plot_all(sweep, results, keys=keys, axes=heat_axes,
-                               diagnostics=found.diagnostics)
+                               diagnostics=found.diagnostics,
+                               init_histograms=found.init_histograms)
         except Exception as exc:  # noqa: BLE001 - plots must not lose the tables
             log.error("plotting failed (%s: %s); the tables and report are written",
                       type(exc).__name__, exc, exc_info=True)

@@ -505,9 +505,11 @@ def plot_all(
     keys: SweepKeys | None = None,
     axes: tuple[str, str] | None = None,
     diagnostics: pd.DataFrame | None = None,
+    init_histograms: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Every figure that the data allows; returns ``{name: path}`` of the PNGs written.
-    A figure that fails is logged and skipped, the others are still drawn."""
+    A figure that fails is logged and skipped, the others are still drawn.
+    ``init_histograms``: one run's activation histograms at init (``Scan.init_histograms``)."""
     sweep = Path(sweep_dir)
     out = sweep / PLOTS_DIR
     out.mkdir(exist_ok=True)
@@ -565,8 +567,9 @@ def plot_all(
         for name, frame, path in figures:
             attempt(name, lambda frame=frame, path=path: plot_diagnostics(
                 frame, path, layout.colors, layout.hues))
-    attempt("init_histograms", lambda: plot_init_histograms(sweep, results,
-                                                            out / "init_histograms.png"))
+    if init_histograms:
+        attempt("init_histograms", lambda: plot_init_histograms(
+            init_histograms, out / "init_histograms.png"))
     _remove_stale(out, written)
     return written
 
@@ -575,21 +578,10 @@ OWN_FIGURES = ("val_acc.png", "val_loss.png", "train_loss.png", "heatmap.png",
                "epochs_to_target.png", "signal_propagation*.png", "init_histograms.png")
 
 
-def plot_init_histograms(sweep: Path, results: pd.DataFrame, path: Path) -> Path | None:
-    """Per-layer activation histograms at init of one run (the first that has them):
-    the ``init_act_histograms`` the init probe stored in its summary.json."""
-    import json
-
-    for run in results["run"]:
-        try:
-            summary = json.loads((sweep / str(run) / "summary.json").read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        hists = summary.get("init_act_histograms") or []
-        if hists:
-            break
-    else:
-        return None
+def plot_init_histograms(run: dict[str, Any], path: Path) -> Path:
+    """Per-layer activation histograms at init of one run: the ``init_act_histograms``
+    the init probe stored in its summary.json (``Scan.init_histograms``)."""
+    hists = run["layers"]
     n = len(hists)
     cols = min(n, 4)
     rows = -(-n // cols)
@@ -603,8 +595,8 @@ def plot_init_histograms(sweep: Path, results: pd.DataFrame, path: Path) -> Path
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"activations at init, per layer: {run} "
-                 f"(init={summary.get('init')}, activation={summary.get('activation')})",
+    fig.suptitle(f"activations at init, per layer: {run['run']} "
+                 f"(init={run['init']}, activation={run['activation']})",
                  fontsize=9)
     fig.tight_layout()
     return save_png(fig, path)
