@@ -13,10 +13,10 @@ from omegaconf import DictConfig, ListConfig
 # Model classes whose forward is a plain function of (parameters, buffers, input):
 # torch.func.vmap runs K of them as one batched model.
 SUPPORTED_MODELS = {
-    "initlab.models.mlp.MLP": "mlp",
-    "initlab.models.MLP": "mlp",
-    "initlab.models.cnn.CNN": "cnn",
-    "initlab.models.CNN": "cnn",
+    "initlab.models.mlp.MLP",
+    "initlab.models.MLP",
+    "initlab.models.cnn.CNN",
+    "initlab.models.CNN",
 }
 # Optimizers whose update of each tensor element depends only on that element's own
 # gradient history: one optimizer over the stacked (K, ...) tensors then equals K

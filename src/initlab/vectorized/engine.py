@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from initlab.callbacks import HistoryRecorder
+
 # Evaluation works on K x chunk examples at once; chunks are cut so that K * chunk stays
 # below this (an eval batch is split, which only changes float summation order).
 EVAL_EXAMPLES = 65_536
@@ -57,17 +59,15 @@ class StackedModel:
     The forward pass is ``vmap`` over ``functional_call`` (any architecture whose
     forward is a function of its parameters, buffers and input); a plain MLP (no norm
     layers) takes a direct chain of batched matrix products instead, the same arithmetic
-    with less overhead per step (``fast=False`` forces ``vmap``)."""
+    with less overhead per step (``fast``)."""
 
-    def __init__(
-        self, models: Sequence[nn.Module], device: torch.device | str = "cpu", fast: bool = True
-    ) -> None:
+    def __init__(self, models: Sequence[nn.Module], device: torch.device | str = "cpu") -> None:
         if not models:
             raise ValueError("StackedModel needs at least one model")
         params, buffers = stack_module_state(list(models))
         self.base = copy.deepcopy(models[0]).to("meta")
         self.k = len(models)
-        self.fast = fast and _plain_mlp(self.base)
+        self.fast = _plain_mlp(self.base)
         # The fast path keeps linear weights as (K, in, out), the layout its batched
         # products read: autograd then writes their gradients without a transposing copy
         # (about a tenth of a step). ``member_state_dict`` gives nn.Linear's layout back.
@@ -117,14 +117,9 @@ class StackedModel:
                 for name, t in self.state().items()}
 
 
-def loss_function(task: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """The per-example-batch loss of ``InitStudyModule`` (mean over the batch)."""
-    return F.cross_entropy if task == "classification" else F.mse_loss
-
-
 def member_losses(task: str, out: Tensor, y: Tensor, shared: bool = False) -> Tensor:
     """Each member's mean loss, shape (K,): ``out`` is (K, B, ...), ``y`` is (K, B, ...),
-    or (B, ...) for all members when ``shared``. Equal to ``loss_function(task)(out[k],
+    or (B, ...) for all members when ``shared``. Equal to ``InitStudyModule.loss(out[k],
     y[k])`` for every k, in one call (``vmap`` of ``F.cross_entropy`` runs a slow Python
     decomposition)."""
     k, b = out.shape[:2]
@@ -192,6 +187,7 @@ class VectorizedTrainer:
         self.task = task
         self.classification = task == "classification"
         self.loggers = list(loggers) if loggers is not None else [None] * model.k
+        self._any_logger = any(lg is not None for lg in self.loggers)
         self.log_every_n_steps = max(int(log_every_n_steps or 1), 1)
         self.clip_val = gradient_clip_val
         self.clip_algorithm = gradient_clip_algorithm or "norm"
@@ -203,6 +199,7 @@ class VectorizedTrainer:
         device = next(iter(model.params.values())).device
         self.frozen = torch.zeros(model.k, dtype=torch.bool, device=device)
         self._snapshot: dict[str, Tensor] = {}
+        self._frozen_idx = torch.zeros(0, dtype=torch.long, device=device)
         self._any_frozen = False
 
     # ------------------------------------------------------------------ divergence
@@ -214,18 +211,21 @@ class VectorizedTrainer:
             else:
                 self._snapshot[name][mask] = t.detach()[mask]
         self.frozen |= mask
+        self._frozen_idx = self.frozen.nonzero().squeeze(1)  # read on every later step
         self._any_frozen = True
 
     def _restore_frozen(self) -> None:
-        idx = self.frozen.nonzero().squeeze(1)
+        idx = self._frozen_idx
         with torch.no_grad():
             for name, t in self.model.state().items():
                 t[idx] = self._snapshot[name][idx]
 
     # ------------------------------------------------------------------ gradients
     def _clip_gradients(self) -> None:
+        if not self.clip_val:
+            return
         grads = [p.grad for p in self.model.params.values() if p.grad is not None]
-        if not self.clip_val or not grads:
+        if not grads:
             return
         if self.clip_algorithm == "value":
             for g in grads:
@@ -314,7 +314,7 @@ class VectorizedTrainer:
                 if self.classification:
                     preds.append(out.detach().argmax(-1))
                     targets.append(yb)
-                if self.global_step % self.log_every_n_steps == 0:
+                if self._any_logger and self.global_step % self.log_every_n_steps == 0:
                     self._log_step(values)
                 self.global_step += 1
             # float64 means, as InitStudyModule publishes them
@@ -360,26 +360,23 @@ class VectorizedTrainer:
         for j in range(self.model.k):
             if frozen[j]:
                 continue  # a diverged run records no epoch it did not finish
-            row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step,
-                                   "train_loss": train_loss[j]}
+            tags = {"train/loss_epoch": train_loss[j], "val/loss": val_loss[j]}
             if train_acc is not None:
-                row["train_acc"] = train_acc[j]
-            row["val_loss"] = val_loss[j]
+                tags["train/acc"] = train_acc[j]
             if val_acc is not None:
-                row["val_acc"] = val_acc[j]
+                tags["val/acc"] = val_acc[j]
+            # history.csv's columns as HistoryRecorder writes them from the same tags
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step}
+            row.update({col: tags[key] for col, key in HistoryRecorder.KEYS.items()
+                        if key in tags})
             row["lr"] = lr
             row["time_s"] = round(elapsed, 4)
             self.logs[j].history.append(row)
             # InitStudyModule._log_epoch: train means at the epoch's last step, val means
             # at the step after it
-            val = {"val/loss": val_loss[j]}
-            if val_acc is not None:
-                val["val/acc"] = val_acc[j]
-            self._log(j, {**val, "epoch": epoch}, self.global_step)
-            train = {"train/loss_epoch": train_loss[j]}
-            if train_acc is not None:
-                train["train/acc"] = train_acc[j]
-            self._log(j, {**train, "epoch": epoch}, max(self.global_step - 1, 0))
+            for split, step in (("val", self.global_step), ("train", self.global_step - 1)):
+                metrics = {k: v for k, v in tags.items() if k.startswith(f"{split}/")}
+                self._log(j, {**metrics, "epoch": epoch}, max(step, 0))
 
     def test(self, x: Tensor, y: Tensor, batch_size: int) -> None:
         """Test every member that did not diverge (as ``trainer.test`` after fit)."""
@@ -388,11 +385,9 @@ class VectorizedTrainer:
         for j in range(self.model.k):
             if frozen[j]:
                 continue
-            self.logs[j].test = {"test_loss": float(loss[j])}
-            if acc is not None:
-                self.logs[j].test["test_acc"] = float(acc[j])
             metrics = {"test/loss": float(loss[j])}
             if acc is not None:
                 metrics["test/acc"] = float(acc[j])
-            metrics["epoch"] = self.epochs_done
-            self._log(j, metrics, self.global_step)
+            # summary keys as the ordinary pipeline derives them: test/loss -> test_loss
+            self.logs[j].test = {k.replace("/", "_"): v for k, v in metrics.items()}
+            self._log(j, {**metrics, "epoch": self.epochs_done}, self.global_step)
