@@ -148,14 +148,26 @@ class InitProbe(pl.Callback):
             if isinstance(getattr(trainer, "callbacks", None), list):
                 trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
 
+    @classmethod
+    def from_config(cls, diag: Any, activation: str | None) -> InitProbe:
+        """The probe of a run's ``diagnostics`` config (``probe_batch_size``, ``jacobian``,
+        ``jacobian_examples``) for its activation."""
+        return cls(diag.get("probe_batch_size", 256), jacobian=diag.get("jacobian", False),
+                   jacobian_examples=diag.get("jacobian_examples", 8), activation=activation)
+
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step > 0 or trainer.ckpt_path:
             return
+        x, y = trainer.datamodule.sample_batch(self.batch_size)
+        self.run(pl_module.model, x.to(pl_module.device), y.to(pl_module.device),
+                 trainer.logger if trainer.is_global_zero else None)
+
+    def run(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, logger: Any = None
+            ) -> None:
+        """Probe the initialized ``model`` on ``(x, y)`` (what ``on_fit_start`` does with the
+        data module's sample batch); ``logger`` gets the per-layer values at step 0."""
         from initlab.diagnostics import probe, summarize_probe
 
-        x, y = trainer.datamodule.sample_batch(self.batch_size)
-        x, y = x.to(pl_module.device), y.to(pl_module.device)
-        model = pl_module.model
         df = probe(model, x, y, jacobian=self.jacobian, jacobian_examples=self.jacobian_examples)
         self.frame = df
         self.records = df.to_dict("records")
@@ -163,14 +175,14 @@ class InitProbe(pl.Callback):
         self.summary.update(df.attrs.get("jacobian", {}))
         self.summary.update(self._theory(model))
         self.histograms = activation_histograms(model, x, self.histogram_bins)
-        if trainer.logger is not None and trainer.is_global_zero:
+        if logger is not None:
             metrics = {}
             for row in self.records:
                 for col in ("act_std", "grad_std", "dead_frac", "saturated_frac"):
                     value = row.get(col)
                     if value is not None and math.isfinite(float(value)):
                         metrics[f"init/{col}/{row['index']:02d}_{row['layer']}"] = float(value)
-            trainer.logger.log_metrics(metrics, step=0)
+            logger.log_metrics(metrics, step=0)
 
     def _theory(self, model: Any) -> dict[str, Any]:
         """Mean-field q*, chi_1 and depth scale from the init's sigma_w^2, sigma_b^2

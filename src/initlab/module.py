@@ -21,6 +21,20 @@ from initlab.direct_steps import STEP_HOOKS, VAL_HOOKS, direct_steps_supported, 
 from initlab.modes import restore_training, set_training
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+INIT_BATCH_SIZE = 256  # examples a data-dependent init (e.g. LSUV) sees
+
+
+def init_data(initializer: Callable[..., Any], model: nn.Module, datamodule: Any,
+              batch_size: int = INIT_BATCH_SIZE, seed: int | None = None) -> Tensor | None:
+    """The inputs a data-dependent ``initializer`` sees before training (None for the
+    others): ``batch_size`` examples of ``datamodule.sample_batch``, drawn with ``seed``
+    (by default the data module's own), on the model's device."""
+    if not getattr(initializer, "needs_data", False):
+        return None
+    # the seed keyword only where one is asked for: other data modules may not take it
+    drawn = (datamodule.sample_batch(batch_size) if seed is None
+             else datamodule.sample_batch(batch_size, seed=seed))
+    return drawn[0].to(next(model.parameters()).device)
 
 
 class InitStudyModule(pl.LightningModule):
@@ -35,7 +49,7 @@ class InitStudyModule(pl.LightningModule):
         num_outputs: int = 10,
         activation: nn.Module | None = None,
         seed: int = 0,
-        init_batch_size: int = 256,
+        init_batch_size: int = INIT_BATCH_SIZE,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
         direct_steps: bool = True,
@@ -74,11 +88,8 @@ class InitStudyModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         # Runs before a checkpoint is restored, so a resumed run keeps its trained weights.
         if stage == "fit" and self.initializer is not None and not self.init_report:
-            data = None
-            if getattr(self.initializer, "needs_data", False):
-                data = self.trainer.datamodule.sample_batch(self.init_batch_size)[0]
-                data = data.to(next(self.model.parameters()).device)
-            self.apply_initializer(data)
+            self.apply_initializer(init_data(self.initializer, self.model,
+                                             self.trainer.datamodule, self.init_batch_size))
 
     def apply_initializer(self, data: Tensor | None = None) -> list[dict[str, Any]]:
         """Initialize the wrapped model in place once; keeps the initializer's report."""

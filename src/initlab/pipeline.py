@@ -90,6 +90,64 @@ def history_metrics(
     return out
 
 
+# The summary.json of a run, in the steps both the pipeline and a vectorized job take.
+def new_summary(cfg: DictConfig, choices: dict[str, str] | None,
+                overrides: list[str] | None) -> dict[str, Any]:
+    """A run's summary before training: status ``running``, its name, axes, seed,
+    overrides and study config."""
+    choices = _choices(cfg, choices)
+    return {
+        "status": "running",
+        "run_name": cfg.get("run_name") or run_name(choices, cfg.seed, overrides),
+        **{axis: choices.get(axis) for axis in AXES if axis != "seed"},
+        "seed": cfg.seed,
+        "overrides": list(overrides or []),
+        "config": study_config(cfg),
+    }
+
+
+def record_setup(summary: dict[str, Any], task: str, data: dict[str, Any], model: Any) -> None:
+    """The run's facts known once its data and model are built."""
+    import torch
+
+    summary["task"] = task
+    summary["data"] = data
+    summary["n_params"] = sum(p.numel() for p in model.parameters())
+    summary["torch_threads"] = torch.get_num_threads()
+
+
+def record_fit(summary: dict[str, Any], fit_time_s: float, steps: int) -> None:
+    summary["fit_time_s"] = fit_time_s
+    summary["steps"] = steps
+    if steps:
+        summary["ms_per_step"] = 1000 * fit_time_s / steps
+
+
+def record_divergence(summary: dict[str, Any], exc: Any) -> None:
+    """``exc``: the ``callbacks.Diverged`` that stopped the run."""
+    summary.update(status="diverged", diverged_step=exc.step, diverged_epoch=exc.epoch,
+                   error=str(exc))
+
+
+def record_failure(summary: dict[str, Any], exc: BaseException) -> BaseException:
+    """Mark the run failed with the real error (see ``_root_error``); returns it."""
+    root = _root_error(exc)
+    summary.update(status="failed", error_type=type(root).__name__, error=str(root),
+                   traceback="".join(traceback.format_exception(exc)))
+    return root
+
+
+def record_history(summary: dict[str, Any], rows: list[dict[str, Any]], cfg: DictConfig,
+                   task: str, probe: Any = None) -> None:
+    """The metrics of the run's history rows and, if it ran, the init probe's results."""
+    summary.update(history_metrics(rows, cfg.get("target_metric"), task))
+    summary["history"] = HISTORY_FILE
+    if probe is not None and probe.records:
+        summary["init_diagnostics"] = probe.records
+        summary["init_act_histograms"] = probe.histograms
+        summary.update(probe.summary)
+
+
 def run(
     cfg: DictConfig,
     output_dir: str | Path,
@@ -100,7 +158,6 @@ def run(
 ) -> dict[str, Any]:
     """Train one configuration; write ``summary.json`` and ``history.csv`` in ``output_dir``."""
     import pytorch_lightning as pl
-    import torch
     from hydra.utils import instantiate
 
     from initlab.callbacks import (
@@ -119,16 +176,8 @@ def run(
     t0 = time.perf_counter()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    choices = _choices(cfg, choices)
-    name = cfg.get("run_name") or run_name(choices, cfg.seed, overrides)
-    summary: dict[str, Any] = {
-        "status": "running",
-        "run_name": name,
-        **{axis: choices.get(axis) for axis in AXES if axis != "seed"},
-        "seed": cfg.seed,
-        "overrides": list(overrides or []),
-        "config": study_config(cfg),
-    }
+    summary = new_summary(cfg, choices, overrides)
+    name = summary["run_name"]
     history = HistoryRecorder()
     probe_cb: InitProbe | None = None
     logger = None
@@ -162,10 +211,7 @@ def run(
         )
         if hasattr(dm, "steps_per_call"):
             dm.steps_per_call = int(cfg.trainer.get("steps_per_call", 1))
-        summary["task"] = dm.task
-        summary["data"] = dm.describe()
-        summary["n_params"] = sum(p.numel() for p in model.parameters())
-        summary["torch_threads"] = torch.get_num_threads()
+        record_setup(summary, dm.task, dm.describe(), model)
 
         callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,
                                         *(extra_callbacks or [])]
@@ -173,12 +219,7 @@ def run(
             callbacks.append(EpochMetricsProgressBar())
         diag = cfg.get("diagnostics") or {}
         if diag.get("probe", False):
-            probe_cb = InitProbe(
-                diag.get("probe_batch_size", 256),
-                jacobian=diag.get("jacobian", False),
-                jacobian_examples=diag.get("jacobian_examples", 8),
-                activation=act_cfg.get("name"),
-            )
+            probe_cb = InitProbe.from_config(diag, act_cfg.get("name"))
             callbacks.append(probe_cb)
         if diag.get("callback"):
             callbacks.append(instantiate(diag.callback))
@@ -208,29 +249,18 @@ def run(
         t_fit = time.perf_counter()
         with restored_ddp_env():
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-            summary["fit_time_s"] = time.perf_counter() - t_fit
-            summary["steps"] = trainer.global_step
-            if summary["steps"]:
-                summary["ms_per_step"] = 1000 * summary["fit_time_s"] / summary["steps"]
+            record_fit(summary, time.perf_counter() - t_fit, trainer.global_step)
             trainer.test(module, datamodule=dm, verbose=False)
         summary.update({k.replace("/", "_"): v for k, v in module.epoch_metrics.items()
                         if k.startswith("test/")})
         summary["status"] = "completed"
     except Diverged as exc:
-        summary.update(status="diverged", diverged_step=exc.step, diverged_epoch=exc.epoch,
-                       error=str(exc))
+        record_divergence(summary, exc)
         log.warning("run %s diverged: %s", name, exc)
     except Exception as exc:  # noqa: BLE001 - a failing job is recorded, never fatal
-        root = _root_error(exc)
-        summary.update(status="failed", error_type=type(root).__name__, error=str(root),
-                       traceback="".join(traceback.format_exception(exc)))
+        root = record_failure(summary, exc)
         log.error("run %s failed: %s: %s", name, type(root).__name__, root)
-    summary.update(history_metrics(history.rows, cfg.get("target_metric"), task))
-    summary["history"] = HISTORY_FILE
-    if probe_cb is not None and probe_cb.records:
-        summary["init_diagnostics"] = probe_cb.records
-        summary["init_act_histograms"] = probe_cb.histograms
-        summary.update(probe_cb.summary)
+    record_history(summary, history.rows, cfg, task, probe_cb)
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
         return summary

@@ -104,11 +104,14 @@ class InMemoryDataModule(pl.LightningDataModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def sample_batch(self, n: int, split: str = "train") -> tuple[Tensor, Tensor]:
-        """A fixed batch of ``n`` examples (the first ``n`` in a seeded order)."""
+    def sample_batch(self, n: int, split: str = "train", seed: int | None = None
+                     ) -> tuple[Tensor, Tensor]:
+        """A fixed batch of ``n`` examples (the first ``n`` in an order seeded with ``seed``,
+        by default the data module's: what the run of that seed draws)."""
         self.prepare()
         x, y = self.splits[split]
-        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))[:n]
+        g = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        idx = torch.randperm(len(x), generator=g)[:n]
         return x[idx.to(x.device)], y[idx.to(x.device)]
 
     def _loader(self, split: str, train: bool) -> TensorBatcher:

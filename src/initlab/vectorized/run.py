@@ -21,7 +21,6 @@ import copy
 import json
 import logging
 import time
-import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from initlab.config import AXES, run_name, study_config, validate
+from initlab.config import study_config, validate
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
 from initlab.vectorized.checks import VectorizeError, check_supported
 from initlab.vectorized.grouping import (
@@ -92,44 +91,17 @@ def check_members(members: Sequence[Member],
                     f"{other.get(key)!r} in another")
 
 
-def _sample_batch(dm: Any, n: int, seed: int) -> Any:
-    """``dm.sample_batch(n)`` as the datamodule of a run with ``seed`` would draw it."""
-    old = dm.seed
-    dm.seed = seed
-    try:
-        return dm.sample_batch(n)
-    finally:
-        dm.seed = old
-
-
 def _probe(model: Any, dm: Any, seed: int, diag: Any, activation: str | None, logger: Any
            ) -> Any:
-    """Run the ordinary pipeline's ``InitProbe`` on one member's initialized model, as
-    Lightning would at fit start (the datamodule drawing with the member's seed)."""
-    from types import SimpleNamespace
-
+    """The ordinary pipeline's ``InitProbe`` on one member's initialized model, on the
+    batch the data module of a run with ``seed`` draws."""
     from initlab.callbacks import InitProbe
 
-    cb = InitProbe(
-        diag.get("probe_batch_size", 256),
-        jacobian=diag.get("jacobian", False),
-        jacobian_examples=diag.get("jacobian_examples", 8),
-        activation=activation,
-    )
-    data = SimpleNamespace(sample_batch=lambda n: _sample_batch(dm, n, seed))
-    trainer = SimpleNamespace(global_step=0, ckpt_path=None, datamodule=data, logger=logger,
-                              is_global_zero=True)
-    module = SimpleNamespace(model=model, device=next(model.parameters()).device)
-    cb.on_fit_start(trainer, module)  # type: ignore[arg-type]
+    cb = InitProbe.from_config(diag, activation)
+    device = next(model.parameters()).device
+    x, y = dm.sample_batch(cb.batch_size, seed=seed)
+    cb.run(model, x.to(device), y.to(device), logger)
     return cb
-
-
-def _fail(summary: dict[str, Any], exc: BaseException) -> None:
-    from initlab.pipeline import _root_error
-
-    root = _root_error(exc)
-    summary.update(status="failed", error_type=type(root).__name__, error=str(root),
-                   traceback="".join(traceback.format_exception(exc)))
 
 
 def _write_hydra_dir(m: Member) -> None:
@@ -149,12 +121,22 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     their summaries (in order). Never raises for a failing member or job: failures are
     recorded in the summaries, as ``initlab.pipeline.run`` does."""
     import pytorch_lightning as pl
-    import torch
     from hydra.utils import get_class, instantiate
 
+    from initlab.callbacks import Diverged
     from initlab.data.batcher import TensorBatcher
     from initlab.models.activations import activation_factory
-    from initlab.pipeline import _choices, _log_hparams, history_metrics, quiet_libraries
+    from initlab.module import INIT_BATCH_SIZE, init_data
+    from initlab.pipeline import (
+        _log_hparams,
+        new_summary,
+        quiet_libraries,
+        record_divergence,
+        record_failure,
+        record_fit,
+        record_history,
+        record_setup,
+    )
     from initlab.vectorized.engine import StackedModel, VectorizedTrainer
 
     quiet_libraries()
@@ -165,15 +147,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     probes: list[Any] = [None] * k_all  # InitProbe callbacks that ran
     for m in members:
         m.output_dir.mkdir(parents=True, exist_ok=True)
-        choices = _choices(m.cfg, m.choices)
-        summaries.append({
-            "status": "running",
-            "run_name": m.cfg.get("run_name") or run_name(choices, m.cfg.seed, m.overrides),
-            **{axis: choices.get(axis) for axis in AXES if axis != "seed"},
-            "seed": m.cfg.seed,
-            "overrides": list(m.overrides),
-            "config": study_config(m.cfg),
-        })
+        summaries.append(new_summary(m.cfg, m.choices, m.overrides))
         _write_hydra_dir(m)
     trainer: VectorizedTrainer | None = None
     live: list[int] = []  # indices of the members in the stacked model
@@ -223,15 +197,9 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 pl.seed_everything(m.seed, workers=True, verbose=False)
                 model = model_cls(**model_kwargs, input_shape=tuple(dm.input_shape),
                                   num_outputs=dm.num_outputs, activation=make_act)
-                data = None
-                if getattr(initializer, "needs_data", False):
-                    data = _sample_batch(dm, 256, m.seed)[0]  # InitStudyModule.init_batch_size
-                    data = data.to(next(model.parameters()).device)
+                data = init_data(initializer, model, dm, INIT_BATCH_SIZE, seed=m.seed)
                 initializer(model, activation=make_act(), data=data, seed=m.seed)
-                s["task"] = dm.task
-                s["data"] = dict(data_desc)
-                s["n_params"] = sum(p.numel() for p in model.parameters())
-                s["torch_threads"] = torch.get_num_threads()
+                record_setup(s, dm.task, dict(data_desc), model)
                 if m.cfg.get("logger") and m.cfg.logger.get("_target_"):
                     loggers[i] = instantiate(m.cfg.logger, save_dir=str(m.output_dir),
                                              version=s["run_name"])
@@ -240,7 +208,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 models.append(model)
                 live.append(i)
             except Exception as exc:  # noqa: BLE001 - this member failed, the others go on
-                _fail(s, exc)
+                record_failure(s, exc)
                 log.error("run %s failed at init: %s", s["run_name"], s["error"])
         if live:
             stacked = StackedModel(models, device=device)
@@ -274,35 +242,24 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     except Exception as exc:  # noqa: BLE001 - a failing job is recorded, never fatal
         for s in summaries:
             if s["status"] == "running":
-                _fail(s, exc)
+                record_failure(s, exc)
         log.error("vectorized job failed: %s: %s", type(exc).__name__, exc)
     wall = time.perf_counter() - t0
-    k = max(k_all, 1)
     for pos, i in enumerate(live if trainer is not None else []):
         s = summaries[i]
         mlog = trainer.logs[pos]
         if mlog.diverged is not None and s["status"] == "running":
-            step, epoch, value = mlog.diverged
-            s.update(status="diverged", diverged_step=step, diverged_epoch=epoch,
-                     error=f"training loss became {value} at step {step} (epoch {epoch})")
+            record_divergence(s, Diverged(*mlog.diverged))
         elif s["status"] == "running":
-            s["fit_time_s"] = trainer.fit_time_s / k
-            s["steps"] = trainer.global_step
-            if s["steps"]:
-                s["ms_per_step"] = 1000 * s["fit_time_s"] / s["steps"]
+            record_fit(s, trainer.fit_time_s / k_all, trainer.global_step)
             s.update(mlog.test)
             s["status"] = "completed"
     writes: list[tuple[Path, list[dict[str, Any]], dict[str, Any]]] = []
     histories = {i: trainer.logs[pos].history for pos, i in enumerate(live)} if trainer else {}
     for i, (m, s) in enumerate(zip(members, summaries, strict=True)):
         rows = histories.get(i, [])
-        s.update(history_metrics(rows, m.cfg.get("target_metric"), task))
-        s["history"] = HISTORY_FILE
-        if probes[i] is not None and probes[i].records:
-            s["init_diagnostics"] = probes[i].records
-            s["init_act_histograms"] = probes[i].histograms
-            s.update(probes[i].summary)
-        s["wall_time_s"] = wall / k
+        record_history(s, rows, m.cfg, task, probes[i])
+        s["wall_time_s"] = wall / k_all
         s.update(vectorized_k=k_all, job_wall_time_s=wall, wall_time_basis=WALL_TIME_BASIS)
         if job is not None:
             s["vectorized_job"] = job
