@@ -63,8 +63,8 @@ class AggregateSweep(Callback):
             print(f"[vectorized job {config.hydra.job.num + 1}] {' '.join(shared) or '(defaults)'}"
                   f": {value.get('status')}", flush=True)
             return
-        if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
-            s = job_return.return_value
+        if isinstance(value, dict):
+            s = value
             status = s.get("status", "?")
             if s.get("skipped"):
                 status = f"{status} (already finished, skipped)"
