@@ -301,7 +301,6 @@ class TrainingDiagnostics(pl.Callback):
         off = torch.zeros((), dtype=torch.bool, device=total.device)
         explode = ~(total <= self.explode_bound) if self.explode_bound is not None else off
         vanish = self.vanish_bound is not None and g_first is not None
-        self._last_total = total
         return torch.stack([explode, g_first.to(total.device) < self.vanish_bound if vanish
                             else off])
 
@@ -314,6 +313,7 @@ class TrainingDiagnostics(pl.Callback):
     def _count(self, total: torch.Tensor, by_param: dict[int, torch.Tensor]) -> None:
         """Record one check from the total gradient norm and the per-parameter norms."""
         first = self._first_layer()
+        self._last_total = total
         self._flags.append(self._device_flags(
             total, by_param.get(id(first.weight)) if first is not None else None))
 
