@@ -31,6 +31,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from initlab.results.plots import read_history  # noqa: E402
+
 ADDING_BASELINE_MSE = 2.0 / 12.0  # always predicting 1.0 (initlab.data.synthetic)
 METRIC_LABELS = {"val_loss": "validation MSE", "val_acc": "validation accuracy"}
 
@@ -40,14 +42,6 @@ def load_results(sweep: Path) -> pd.DataFrame:
     if not path.is_file():
         raise SystemExit(f"{path} not found: is {sweep} a finished sweep folder?")
     return pd.read_csv(path)
-
-
-def history(sweep: Path, run: str) -> pd.DataFrame | None:
-    path = sweep / run / "history.csv"
-    if not path.is_file():
-        return None
-    frame = pd.read_csv(path)
-    return frame if len(frame) else None
 
 
 def experiment_name(results: pd.DataFrame) -> str | None:
@@ -81,7 +75,8 @@ def best_epochs_to_target(results: pd.DataFrame, x: str, hue: str = "init",
     return pd.DataFrame(rows).sort_values([hue, x]).reset_index(drop=True)
 
 
-def plot_saxe(results: pd.DataFrame, out: Path) -> Path:
+def plot_saxe(results: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """Draw the figure into ``out``; returns the table it shows."""
     x = "cfg.model.depth"
     table = best_epochs_to_target(results, x)
     epochs = pd.to_numeric(results.get("cfg.trainer.max_epochs"), errors="coerce").max()
@@ -110,15 +105,15 @@ def plot_saxe(results: pd.DataFrame, out: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    return out
+    return table
 
 
 def _curves(sweep: Path, runs: pd.DataFrame, metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
     found = []
     for run in runs["run"]:
-        frame = history(sweep, run)
-        if frame is not None and metric in frame:
-            found.append((frame["epoch"].to_numpy(), frame[metric].to_numpy(dtype=float)))
+        h = read_history(sweep / run / "history.csv", ("epoch", metric))
+        if metric in h:
+            found.append((h["epoch"], h[metric]))
     return found
 
 
@@ -241,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or sweep / "plots" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     if name == "saxe2014":
-        plot_saxe(results, out)
-        table = best_epochs_to_target(results, "cfg.model.depth")
-        print(table.to_string(index=False))
+        print(plot_saxe(results, out).to_string(index=False))
     elif name == "irnn2015":
         plot_irnn(results, sweep, out)
     elif name == "fixup2019":
