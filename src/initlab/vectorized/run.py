@@ -137,7 +137,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         record_history,
         record_setup,
     )
-    from initlab.vectorized.engine import StackedModel, VectorizedTrainer
+    from initlab.vectorized.engine import StackedModel, VectorizedTrainer, stacked_optimizer
 
     quiet_libraries()
     t0 = time.perf_counter()
@@ -212,7 +212,8 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 log.error("run %s failed at init: %s", s["run_name"], s["error"])
         if live:
             stacked = StackedModel(models, device=device)
-            optimizer = instantiate(cfg.optimizer)(list(stacked.params.values()))
+            optimizer = stacked_optimizer(instantiate(cfg.optimizer),
+                                          list(stacked.params.values()))
             tcfg = cfg.trainer
             trainer = VectorizedTrainer(
                 stacked, optimizer, task=dm.task, loggers=[loggers[i] for i in live],
