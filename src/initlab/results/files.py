@@ -1,4 +1,11 @@
-"""Atomic writes of run outputs (temp file in the same folder + ``os.replace``)."""
+"""Atomic writes of run outputs (temp file in the same folder + ``os.replace``).
+
+Readers (aggregation, resume, a user's script) see either the old file or the whole new
+one. The writes are not fsync'ed: after a power loss a just-written file may be empty,
+and an unreadable summary already counts as an unfinished run (resume reruns it,
+aggregation lists it as broken). An fsync per file would cost each run about a
+millisecond on a local disk and far more on a cluster's network file system.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +31,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
