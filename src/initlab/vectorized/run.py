@@ -22,7 +22,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,8 +156,9 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
             return []
         for m in members:
             validate(m.cfg)
-            check_supported(m.cfg, (m.choices or {}).get("model"))
         check_members(members, [s["config"] for s in summaries])
+        # what check_supported reads (model, trainer, optimizer) is the same in every member
+        check_supported(members[0].cfg, (members[0].choices or {}).get("model"))
         cfg = members[0].cfg
         diag = cfg.get("diagnostics") or {}
         if diag.get("callback"):
@@ -255,7 +255,6 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
             record_fit(s, trainer.fit_time_s / k_all, trainer.global_step)
             s.update(mlog.test)
             s["status"] = "completed"
-    writes: list[tuple[Path, list[dict[str, Any]], dict[str, Any]]] = []
     histories = {i: trainer.logs[pos].history for pos, i in enumerate(live)} if trainer else {}
     for i, (m, s) in enumerate(zip(members, summaries, strict=True)):
         rows = histories.get(i, [])
@@ -264,11 +263,8 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         s.update(vectorized_k=k_all, job_wall_time_s=wall, wall_time_basis=WALL_TIME_BASIS)
         if job is not None:
             s["vectorized_job"] = job
-        writes.append((m.output_dir, rows, s))
-    # the files are independent and each write waits for its fsync: overlap them
-    with ThreadPoolExecutor(max_workers=min(8, max(len(writes), 1))) as pool:
-        list(pool.map(lambda w: (write_csv(w[0] / HISTORY_FILE, w[1]),
-                                 write_json(w[0] / SUMMARY_FILE, w[2])), writes))
+        write_csv(m.output_dir / HISTORY_FILE, rows)
+        write_json(m.output_dir / SUMMARY_FILE, s)
     for logger, s in zip(loggers, summaries, strict=True):
         if logger is not None:
             _log_hparams(logger, s)
