@@ -3,7 +3,7 @@
 Readers (aggregation, resume, a user's script) see either the old file or the whole new
 one. The writes are not fsync'ed: after a power loss a just-written file may be empty,
 and an unreadable summary already counts as an unfinished run (resume reruns it,
-aggregation lists it as broken). An fsync per file would cost each run about a
+aggregation lists it as incomplete). An fsync per file would cost each run about a
 millisecond on a local disk and far more on a cluster's network file system.
 """
 

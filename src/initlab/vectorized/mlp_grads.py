@@ -79,9 +79,10 @@ class MLPBackprop:
     """The training forward and backward pass of K stacked plain MLPs, written out.
 
     Its intermediate tensors live in buffers kept from step to step: a fresh tensor of a
-    stacked layer's size (hundreds of KB) comes from the C allocator as new pages, and the
-    page faults cost about a quarter of a K = 16 step of the default MLP on a 2-core CPU.
-    So the output a call returns is valid until the next call."""
+    stacked layer's size (hundreds of KB) can come from the C allocator as new pages, and
+    their page faults cost from nothing to a quarter of a K = 16 step of the default MLP,
+    depending on the allocation pattern around it. So the output a call returns is valid
+    until the next call."""
 
     def __init__(self, layers: Sequence[str],
                  acts: Sequence[tuple[nn.Module, ActivationGrad]]) -> None:
