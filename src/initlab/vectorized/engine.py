@@ -172,13 +172,15 @@ def member_batches(x: Tensor, y: Tensor, batchers: Sequence[Any], epoch: int
     ``batchers[k]`` (``TensorBatcher(x, y, seed=member seed, shuffle=True)``)."""
     n_batches = len(batchers[0])
     if all(getattr(b, "transform", None) is None for b in batchers):
-        order = torch.stack([b.order(epoch) for b in batchers])  # (K, N): one gather a step
+        order = torch.stack([b.order(epoch) for b in batchers])  # (K, N)
+        # the whole epoch in one gather (index_select: a third of x[order]'s time); each
+        # step's batch is a view of it
+        k, n = order.shape
+        xs = x.index_select(0, order.reshape(-1)).view(k, n, *x.shape[1:])
+        ys = y.index_select(0, order.reshape(-1)).view(k, n, *y.shape[1:])
         bs = batchers[0].batch_size
         for i in range(n_batches):
-            sel = order[:, i * bs : (i + 1) * bs]
-            idx = sel.reshape(-1)  # index_select: the same gather as x[sel], a third the time
-            yield (x.index_select(0, idx).view(*sel.shape, *x.shape[1:]),
-                   y.index_select(0, idx).view(*sel.shape, *y.shape[1:]))
+            yield xs[:, i * bs : (i + 1) * bs], ys[:, i * bs : (i + 1) * bs]
         return
     # a random batch transform (augmentation): iterate each member's own batcher so that
     # its augmentation generator runs exactly as in an ordinary run
@@ -324,15 +326,8 @@ class VectorizedTrainer:
             targets: list[Tensor] = []
             for xb, yb in member_batches(x, y, batchers, epoch):
                 out, values = self._forward_backward(xb, yb)
-                # one comparison finds NaN, inf and losses above the ceiling
-                ok = values <= self.max_loss if self.max_loss is not None else values.isfinite()
-                if not bool(ok.all()):
-                    bad = ~ok & ~self.frozen
-                    for j in bad.nonzero().flatten().tolist():
-                        # as DivergenceGuard: the index of the optimizer step that failed
-                        self.logs[j].diverged = (self.global_step, epoch, float(values[j]))
-                    if bool(bad.any()):
-                        self._freeze(bad)  # before the step: it keeps its last weights
+                vals = values.tolist()  # one host copy; the checks below are plain Python
+                self._check_divergence(vals, epoch)
                 self._clip_gradients()
                 self.optimizer.step()
                 if self._any_frozen:
@@ -343,7 +338,7 @@ class VectorizedTrainer:
                     preds.append(out.argmax(-1))
                     targets.append(yb)
                 if self._any_logger and self.global_step % self.log_every_n_steps == 0:
-                    self._log_step(values)
+                    self._log_step(vals)
                 self.global_step += 1
             # float64 means, as InitStudyModule publishes them
             seen = max(sum(sizes), 1)
@@ -386,8 +381,26 @@ class VectorizedTrainer:
         total.backward()
         return out.detach(), losses.detach()
 
-    def _log_step(self, values: Tensor) -> None:
-        vals = values.tolist()
+    def _check_divergence(self, losses: list[float], epoch: int) -> None:
+        """Freeze the members whose loss this step is NaN, inf or above ``max_loss``,
+        before the optimizer step (they keep their last weights), and record when."""
+        ceiling = self.max_loss
+        # one comparison finds NaN, inf and losses above the ceiling
+        bad = [j for j, v in enumerate(losses)
+               if not (v <= ceiling if ceiling is not None else math.isfinite(v))]
+        if not bad:
+            return
+        frozen = self.frozen.tolist()
+        new = [j for j in bad if not frozen[j]]
+        for j in new:
+            # as DivergenceGuard: the index of the optimizer step that failed
+            self.logs[j].diverged = (self.global_step, epoch, losses[j])
+        if new:
+            mask = torch.zeros_like(self.frozen)
+            mask[new] = True
+            self._freeze(mask)
+
+    def _log_step(self, vals: list[float]) -> None:
         frozen = self.frozen.tolist()
         for j in range(self.model.k):
             if not frozen[j] and math.isfinite(vals[j]):
