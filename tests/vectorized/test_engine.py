@@ -70,6 +70,25 @@ def test_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path, extra, memb
         assert stored["status"] == "completed" and stored["vectorized_k"] == len(members)
 
 
+def test_regression_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path) -> None:
+    # teacher-student regression: the MLP's written-out MSE gradient (tanh derivative)
+    cfgs = [compose_cfg(*NO_LOG, "dataset=teacher", "dataset.n_train=640", "activation=tanh",
+                        "trainer.max_epochs=2", f"init={i}", f"seed={s}")
+            for i, s in (("xavier", 0), ("orthogonal", 1))]
+    vec = train_members([Member(c, tmp_path / f"v{j}") for j, c in enumerate(cfgs)])
+    for j, cfg in enumerate(cfgs):
+        ordinary = run(cfg, tmp_path / f"o{j}", progress_bar=False)
+        assert vec[j]["status"] == ordinary["status"] == "completed", vec[j].get("traceback")
+        assert vec[j]["task"] == "regression"
+        ho = pd.read_csv(tmp_path / f"o{j}" / "history.csv")
+        hv = pd.read_csv(tmp_path / f"v{j}" / "history.csv")
+        assert list(hv.columns) == list(ho.columns) and list(hv["step"]) == list(ho["step"])
+        for col in ("train_loss", "val_loss"):
+            np.testing.assert_allclose(hv[col], ho[col], rtol=RTOL, atol=1e-6, err_msg=col)
+        for key in ("final_val_loss", "best_val_loss", "test_loss"):
+            np.testing.assert_allclose(vec[j][key], ordinary[key], rtol=RTOL, err_msg=key)
+
+
 def test_exploding_member_is_diverged_and_the_other_completes(compose_cfg, tmp_path) -> None:
     cfgs = [compose_cfg(*NO_LOG, "init=random", f"init.std={std}", "trainer.max_epochs=2")
             for std in (1e3, 0.1)]
