@@ -1,7 +1,8 @@
 """Runs per minute: K runs vectorized in one job vs K sequential ordinary runs.
 
-The work: the default config (MLP on digits, SGD; ``--epochs`` epochs) under K
-(init, seed) pairs (inits cycle through xavier, he, lecun, orthogonal; seeds 0..).
+The work: the default config (MLP on digits, SGD; ``--epochs`` epochs; overrides such
+as ``model=cnn`` change it) under K (init, seed) pairs (inits cycle through xavier, he,
+lecun, orthogonal; seeds 0..).
 Both sides get the same composed configs, ``logger=none diagnostics=off``, no progress
 bar, and both do everything a run does: load the data, initialize, train with a
 validation pass per epoch, test, write summary.json + history.csv.
@@ -102,7 +103,9 @@ def main() -> None:
                   f"{' extrapolated' if n_seq < k else ''}, vectorized {t_vec:.2f} s "
                   f"(median {statistics.median(vec):.2f})", flush=True)
     print()
-    print(f"MLP on digits, {args.epochs} epochs, {' '.join(base)}; torch threads "
+    model = str(all_cfgs[0].model._target_).rsplit(".", 1)[-1]
+    data = str(all_cfgs[0].dataset._target_).rsplit(".", 1)[-1]
+    print(f"{model} on {data}, {args.epochs} epochs, {' '.join(base)}; torch threads "
           f"{torch.get_num_threads()}; best of {args.repeats}")
     print("| K | sequential s | sequential runs/min | vectorized s | vectorized runs/min "
           "| speed-up |")
