@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from initlab.callbacks import HistoryRecorder
-from initlab.vectorized.mlp_grads import MLPBackprop, log_softmax_last
+from initlab.vectorized.mlp_grads import MLPBackprop, activate, log_softmax_last
 
 # Evaluation works on K x chunk examples at once; chunks are cut so that K * chunk stays
 # below this (an eval batch is split, which only changes float summation order).
@@ -89,10 +89,8 @@ class StackedModel:
     def _mlp(self, x: Tensor, shared: bool) -> Tensor:
         h = x.flatten(1) if shared else x.flatten(2)
         for i, block in enumerate(self.base.blocks):
-            z = self._linear(h, f"blocks.{i}.linear")
-            # in place for ReLU: autograd's ReLU derivative reads its output, and no fresh
-            # tensor (a new one of this size can cost more than the ReLU itself)
-            h = torch.relu_(z) if type(block.act) is nn.ReLU else block.act(z)
+            # (ReLU in place: autograd's ReLU derivative reads its output)
+            h = activate(block.act, self._linear(h, f"blocks.{i}.linear"))
         return self._linear(h, "head")
 
     def __call__(self, x: Tensor, shared: bool = False) -> Tensor:

@@ -23,10 +23,11 @@ aten = torch.ops.aten
 # SELU's constants as torch.nn.functional.selu uses them (Klambauer et al., 2017)
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
-# (activation module, grad of its output, its input z, its output a) -> grad of z
+# (activation module, grad of its output g, its input z, its output a) -> grad of z. g is
+# the backward pass's own tensor: a derivative may overwrite it (ReLU masks it in place).
 ActivationGrad = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
 ACTIVATION_GRADS: dict[type[nn.Module], ActivationGrad] = {
-    nn.ReLU: lambda m, g, z, a: aten.threshold_backward(g, a, 0.0),
+    nn.ReLU: lambda m, g, z, a: aten.threshold_backward.grad_input(g, a, 0.0, grad_input=g),
     nn.Identity: lambda m, g, z, a: g,
     nn.Tanh: lambda m, g, z, a: aten.tanh_backward(g, a),
     nn.Sigmoid: lambda m, g, z, a: aten.sigmoid_backward(g, a),
@@ -46,6 +47,12 @@ def activation_grad(act: nn.Module) -> ActivationGrad | None:
     if getattr(act, "inplace", False):
         return None
     return ACTIVATION_GRADS.get(type(act))
+
+
+def activate(act: nn.Module, z: Tensor) -> Tensor:
+    """``act(z)``; ReLU in place (its derivative reads only its output, and a fresh tensor
+    of a stacked layer's size can cost more than the ReLU itself)."""
+    return torch.relu_(z) if type(act) is nn.ReLU else act(z)
 
 
 def log_softmax_last(out: Tensor) -> Tensor:
@@ -134,9 +141,7 @@ class MLPBackprop:
                 if saved is not None:
                     saved.append((h, z, z))
                 return z
-            act = self.acts[i][0]
-            # ReLU's derivative reads only its output: it can overwrite z
-            a = torch.relu_(z) if type(act) is nn.ReLU else act(z)
+            a = activate(self.acts[i][0], z)
             if saved is not None:
                 saved.append((h, z, a))
             h = a
@@ -171,10 +176,7 @@ class MLPBackprop:
             h, z, a = saved[i]
             if i < n - 1:
                 act, grad_fn = self.acts[i]
-                if type(act) is nn.ReLU:  # g is this pass's own buffer: masked in place
-                    aten.threshold_backward.grad_input(g, a, 0.0, grad_input=g)
-                else:
-                    g = grad_fn(act, g, z, a)
+                g = grad_fn(act, g, z, a)
             name = self.layers[i]
             w = params[f"{name}.weight"]
             torch.bmm(g.transpose(1, 2), h, out=self._grad_buffer(w))  # w's own layout
