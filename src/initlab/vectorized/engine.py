@@ -31,7 +31,12 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from initlab.callbacks import HistoryRecorder
-from initlab.vectorized.mlp_grads import MLPBackprop, activate, log_softmax_last
+from initlab.vectorized.mlp_grads import (
+    MLPBackprop,
+    activate,
+    member_cross_entropy,
+    member_mse,
+)
 
 # Evaluation works on K x chunk examples at once; chunks are cut so that K * chunk stays
 # below this (an eval batch is split, which only changes float summation order).
@@ -154,13 +159,12 @@ def member_losses(task: str, out: Tensor, y: Tensor, shared: bool = False) -> Te
     if shared:
         y = y.expand(k, *y.shape)
     if task == "classification":
-        if out.dim() == 3:  # (K, B, classes): -log_softmax at the target, as F.cross_entropy
-            logp = log_softmax_last(out)
-            return logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1).neg()
+        if out.dim() == 3:  # (K, B, classes)
+            return member_cross_entropy(out, y)[0]
         per_example = F.cross_entropy(out.flatten(0, 1), y.flatten(0, 1), reduction="none")
         return per_example.view(k, b).mean(1)
     if y.shape == out.shape:
-        return (out - y).pow(2).flatten(1).mean(1)
+        return member_mse(out, y)[0]
     return vmap(F.mse_loss)(out, y)  # broadcasting shapes: exactly F.mse_loss's semantics
 
 
@@ -174,8 +178,9 @@ def member_batches(x: Tensor, y: Tensor, batchers: Sequence[Any], epoch: int
         # the whole epoch in one gather (index_select: a third of x[order]'s time); each
         # step's batch is a view of it
         k, n = order.shape
-        xs = x.index_select(0, order.reshape(-1)).view(k, n, *x.shape[1:])
-        ys = y.index_select(0, order.reshape(-1)).view(k, n, *y.shape[1:])
+        idx = order.reshape(-1)
+        xs = x.index_select(0, idx).view(k, n, *x.shape[1:])
+        ys = y.index_select(0, idx).view(k, n, *y.shape[1:])
         bs = batchers[0].batch_size
         for i in range(n_batches):
             yield xs[:, i * bs : (i + 1) * bs], ys[:, i * bs : (i + 1) * bs]

@@ -62,24 +62,36 @@ def log_softmax_last(out: Tensor) -> Tensor:
     return torch.log_softmax(out.transpose(-1, -2), dim=-2).transpose(-1, -2)
 
 
+def member_cross_entropy(out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Each member's mean cross-entropy (K,) for logits ``out`` (K, B, classes) and
+    targets ``y`` (K, B): -log_softmax at the target, as ``F.cross_entropy``; and the
+    log-probabilities it read."""
+    logp = log_softmax_last(out)
+    return logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1).neg(), logp
+
+
+def member_mse(out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Each member's mean squared error (K,) for ``out`` and ``y`` of one shape (K, B, ...),
+    and their difference ``out - y``."""
+    diff = out - y
+    return diff.square().flatten(1).mean(1), diff
+
+
 def loss_and_grad(task: str, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
     """Each member's mean loss (K,) and the gradient of their sum with respect to ``out``
     (K, B, ...), or None for a loss not written out here (MSE between shapes that only
-    broadcast). The losses equal ``engine.member_losses``."""
-    k, b = out.shape[:2]
+    broadcast). The losses are ``engine.member_losses``'s."""
     if task == "classification":
-        # cross-entropy: -log softmax at the target; its gradient (softmax - onehot) / B
-        logp = log_softmax_last(out)
-        target = y.unsqueeze(-1)
-        losses = logp.gather(-1, target).squeeze(-1).mean(1).neg_()
+        # the gradient of the mean cross-entropy: (softmax - onehot) / B
+        losses, logp = member_cross_entropy(out, y)
         grad = logp.exp_()  # logp is not needed any more
+        target = y.unsqueeze(-1)
         grad.scatter_add_(-1, target, grad.new_full(target.shape, -1.0))
-        return losses, grad.mul_(1.0 / b)
+        return losses, grad.mul_(1.0 / out.shape[1])
     if y.shape != out.shape:
         return None
-    diff = out - y
-    per_member = diff[0].numel()
-    return diff.square().flatten(1).mean(1), diff.mul_(2.0 / per_member)
+    losses, diff = member_mse(out, y)
+    return losses, diff.mul_(2.0 / diff[0].numel())
 
 
 class MLPBackprop:
