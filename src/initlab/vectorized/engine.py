@@ -323,7 +323,7 @@ class VectorizedTrainer:
             self.model.train(True)
             # the epoch's step losses and predictions, reduced once at its end (a few tiny
             # ops a step add up at this model size)
-            step_losses: list[Tensor] = []
+            step_losses: list[list[float]] = []  # the host copies the checks read
             sizes: list[int] = []
             preds: list[Tensor] = []
             targets: list[Tensor] = []
@@ -335,7 +335,7 @@ class VectorizedTrainer:
                 self.optimizer.step()
                 if self._any_frozen:
                     self._restore_frozen()
-                step_losses.append(values)
+                step_losses.append(vals)
                 sizes.append(xb.shape[1])
                 if self.classification:
                     preds.append(out.argmax(-1))
@@ -345,12 +345,10 @@ class VectorizedTrainer:
                 self.global_step += 1
             # float64 means, as InitStudyModule publishes them
             seen = max(sum(sizes), 1)
-            if step_losses:
-                weights = torch.tensor(sizes, dtype=torch.float64, device=x.device)
-                loss_sum = weights @ torch.stack(step_losses).double()  # (K,)
-            else:
-                loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
-            train_loss = (loss_sum / seen).tolist()
+            # batch-size-weighted, summed as InitStudyModule._tally_call sums its copies
+            train_loss = [math.fsum(row[j] * n for row, n in zip(step_losses, sizes,
+                                                                 strict=True)) / seen
+                          for j in range(k)]
             train_acc = None
             if self.classification:
                 correct = ((torch.cat(preds, dim=1) == torch.cat(targets, dim=1)).sum(-1)
