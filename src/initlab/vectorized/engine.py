@@ -31,12 +31,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from initlab.callbacks import HistoryRecorder
-from initlab.vectorized.mlp_grads import (
-    MLPBackprop,
-    activate,
-    member_cross_entropy,
-    member_mse,
-)
+from initlab.vectorized.mlp_grads import StackedMLP, member_cross_entropy, member_mse
 
 # Evaluation works on K x chunk examples at once; chunks are cut so that K * chunk stays
 # below this (an eval batch is split, which only changes float summation order).
@@ -75,8 +70,8 @@ class StackedModel:
         self.base = copy.deepcopy(models[0]).to("meta")
         self.k = len(models)
         self.fast = _plain_mlp(self.base)
-        self._backprop = MLPBackprop.for_mlp(self.base) if self.fast else None
-        self.manual = self._backprop is not None
+        self._mlp = StackedMLP.for_mlp(self.base) if self.fast else None
+        self.manual = self._mlp is not None and self._mlp.manual
         self.params = {name: v.detach().contiguous().to(device).requires_grad_(True)
                        for name, v in params.items()}
         self.buffers = {k: v.detach().to(device) for k, v in buffers.items()}
@@ -84,31 +79,17 @@ class StackedModel:
     def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.base, (params, buffers), (x,))
 
-    def _linear(self, h: Tensor, name: str) -> Tensor:
-        w = self.params[f"{name}.weight"].transpose(1, 2)  # (K, in, out) view
-        b = self.params.get(f"{name}.bias")
-        if h.dim() == 2:  # shared input (B, in): the same for every member, not copied
-            h = h.expand(self.k, *h.shape)
-        return torch.bmm(h, w) if b is None else torch.baddbmm(b.unsqueeze(1), h, w)
-
-    def _mlp(self, x: Tensor, shared: bool) -> Tensor:
-        h = x.flatten(1) if shared else x.flatten(2)
-        for i, block in enumerate(self.base.blocks):
-            # (ReLU in place: autograd's ReLU derivative reads its output)
-            h = activate(block.act, self._linear(h, f"blocks.{i}.linear"))
-        return self._linear(h, "head")
-
     def __call__(self, x: Tensor, shared: bool = False) -> Tensor:
         """``x``: (K, B, ...) one batch per member, or (B, ...) for all when ``shared``."""
-        if self.fast:
-            return self._mlp(x, shared)
+        if self._mlp is not None:
+            return self._mlp.forward(self.params, x, shared)
         return vmap(self._one, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
 
     def infer(self, x: Tensor, shared: bool = False) -> Tensor:
-        """``self(x, shared)`` without gradients; for ``manual`` models the result is
-        valid until the next ``infer`` or training step (``MLPBackprop``)."""
-        if self._backprop is not None:
-            return self._backprop.infer(self.params, x, shared)
+        """``self(x, shared)`` without gradients; for ``fast`` models the result is valid
+        until the next ``infer`` or training step (``StackedMLP``)."""
+        if self._mlp is not None:
+            return self._mlp.infer(self.params, x, shared)
         with torch.no_grad():
             return self(x, shared)
 
@@ -129,9 +110,9 @@ class StackedModel:
         sets each parameter's ``.grad`` to the gradient of the sum of the members' mean
         losses (zero for the members in ``skip``); returns (output, member losses), or
         None when the loss is not written out (the caller then uses autograd). The
-        output is valid until the next call (``MLPBackprop``)."""
-        assert self._backprop is not None, "forward_backward needs a manual model"
-        return self._backprop(self.params, x, y, task, skip)
+        output is valid until the next call (``StackedMLP``)."""
+        assert self._mlp is not None and self.manual, "forward_backward needs a manual model"
+        return self._mlp(self.params, x, y, task, skip)
 
 
 def stacked_optimizer(factory: Callable[..., torch.optim.Optimizer], params: list[Tensor]

@@ -1,4 +1,4 @@
-"""The backward pass of K stacked plain MLPs, written out (no autograd).
+"""K stacked plain MLPs as batched matrix products, backward pass written out (no autograd).
 
 For MLPs without normalization layers, the gradient of the summed member losses is a
 chain of batched matrix products plus one elementwise derivative per hidden layer.
@@ -94,32 +94,30 @@ def loss_and_grad(task: str, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | 
     return losses, diff.mul_(2.0 / diff[0].numel())
 
 
-class MLPBackprop:
-    """The training forward and backward pass of K stacked plain MLPs, written out.
+class StackedMLP:
+    """The passes of K stacked plain MLPs (initlab MLPs without norm layers) as batched
+    matrix products: the forward for any parameter-free activation, and, when every
+    activation's derivative is written out here (``manual``), the training step's
+    backward too.
 
-    Its intermediate tensors live in buffers kept from step to step: a fresh tensor of a
-    stacked layer's size (hundreds of KB) can come from the C allocator as new pages, and
-    their page faults cost from nothing to a quarter of a K = 16 step of the default MLP,
-    depending on the allocation pattern around it. So the output a call returns is valid
-    until the next call."""
+    The buffered passes (``infer`` and the training step) keep their intermediate
+    tensors from call to call: a fresh tensor of a stacked layer's size (hundreds of KB)
+    can come from the C allocator as new pages, and their page faults cost from nothing
+    to a quarter of a K = 16 step of the default MLP, depending on the allocation pattern
+    around it. So the output they return is valid until the next call."""
 
     def __init__(self, layers: Sequence[str],
-                 acts: Sequence[tuple[nn.Module, ActivationGrad]]) -> None:
+                 acts: Sequence[tuple[nn.Module, ActivationGrad | None]]) -> None:
         self.layers = list(layers)  # the linear layers' names in order
         self.acts = list(acts)  # the activation after each hidden layer, its derivative
+        self.manual = all(grad is not None for _, grad in self.acts)
         self._buffers: dict[tuple[str, tuple[int, ...]], Tensor] = {}
 
     @classmethod
-    def for_mlp(cls, base: Any) -> MLPBackprop | None:
-        """For an initlab MLP without norm layers whose every activation is written out
-        here, else None."""
-        layers, acts = [], []
-        for i, block in enumerate(base.blocks):
-            grad = activation_grad(block.act)
-            if grad is None:
-                return None
-            layers.append(f"blocks.{i}.linear")
-            acts.append((block.act, grad))
+    def for_mlp(cls, base: Any) -> StackedMLP:
+        """The passes of ``base``, an initlab MLP without norm layers."""
+        layers = [f"blocks.{i}.linear" for i in range(len(base.blocks))]
+        acts = [(block.act, activation_grad(block.act)) for block in base.blocks]
         return cls([*layers, "head"], acts)
 
     def _buffer(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -137,18 +135,20 @@ class MLPBackprop:
         return p.grad
 
     def _forward(self, params: dict[str, Tensor], h: Tensor,
-                 saved: list[tuple[Tensor, Tensor, Tensor]] | None = None) -> Tensor:
+                 saved: list[tuple[Tensor, Tensor, Tensor]] | None = None,
+                 buffered: bool = True) -> Tensor:
         """The output of the layers on ``h`` (K, B, in); ``saved`` collects what the
-        backward pass reads: (layer input, z, activation output) per layer."""
+        backward pass reads: (layer input, z, activation output) per layer. Unbuffered,
+        every tensor is new (what autograd needs)."""
         k, batch = h.shape[:2]
         n = len(self.layers)
         for i, name in enumerate(self.layers):
             w, b = params[f"{name}.weight"], params.get(f"{name}.bias")
-            z = self._buffer(f"z{i}", (k, batch, w.shape[1]), w)
+            z = self._buffer(f"z{i}", (k, batch, w.shape[1]), w) if buffered else None
             if b is None:
-                torch.bmm(h, w.transpose(1, 2), out=z)
+                z = torch.bmm(h, w.transpose(1, 2), out=z)
             else:
-                torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), out=z)
+                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), out=z)
             if i == n - 1:
                 if saved is not None:
                     saved.append((h, z, z))
@@ -159,13 +159,23 @@ class MLPBackprop:
             h = a
         raise ValueError("an MLP has at least its head layer")
 
+    @staticmethod
+    def _inputs(params: dict[str, Tensor], x: Tensor, shared: bool) -> Tensor:
+        """(K, B, in) from ``x`` (K, B, ...) or, ``shared``, (B, ...) for all members (not
+        copied)."""
+        if not shared:
+            return x.flatten(2)
+        k = next(iter(params.values())).shape[0]
+        return x.flatten(1).expand(k, len(x), -1)
+
+    def forward(self, params: dict[str, Tensor], x: Tensor, shared: bool = False) -> Tensor:
+        """The members' outputs, for autograd (unbuffered)."""
+        return self._forward(params, self._inputs(params, x, shared), buffered=False)
+
     @torch.no_grad()
     def infer(self, params: dict[str, Tensor], x: Tensor, shared: bool = False) -> Tensor:
-        """The members' outputs without gradients, for ``x`` (K, B, ...) or, ``shared``,
-        (B, ...) for all; valid until the next call."""
-        k = params[f"{self.layers[0]}.weight"].shape[0]
-        h = x.flatten(1).expand(k, len(x), -1) if shared else x.flatten(2)
-        return self._forward(params, h)
+        """The members' outputs without gradients; valid until the next buffered call."""
+        return self._forward(params, self._inputs(params, x, shared))
 
     @torch.no_grad()
     def __call__(self, params: dict[str, Tensor], x: Tensor, y: Tensor, task: str,
@@ -174,6 +184,7 @@ class MLPBackprop:
         gradient of the sum of the members' mean losses; returns (output (K, B, out),
         member losses (K,)). ``skip``: a (K,) mask of members that get zero gradients.
         Returns None (nothing set) when the loss is not written out (``loss_and_grad``)."""
+        assert self.manual, "the backward pass needs every activation's derivative"
         saved: list[tuple[Tensor, Tensor, Tensor]] = []  # (layer input, z, activation)
         out = self._forward(params, x.flatten(2), saved)
         k, batch = out.shape[:2]
