@@ -9,8 +9,11 @@ millisecond on a local disk and far more on a cluster's network file system.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import numbers
 import os
 import tempfile
 from collections.abc import Iterable
@@ -56,9 +59,40 @@ def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     return atomic_write_text(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell as ``DataFrame.to_csv`` writes it: missing and NaN empty, floats in
+    their shortest round-tripping form (``csv`` writes a float's repr)."""
+    kind = type(value)
+    if kind is float:
+        return "" if value != value else value  # NaN is the only float unequal to itself
+    if kind in (int, str, bool):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, numbers.Integral):  # numpy and torch scalars
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return _cell(float(value))
+    return value
+
+
+def csv_text(rows: Iterable[dict[str, Any]]) -> str:
+    """The CSV of ``rows`` (columns in order of first appearance, missing cells empty),
+    read back by ``pd.read_csv`` as ``pd.DataFrame(rows)``. Written with the ``csv``
+    module: building a DataFrame to write a run's 10-row history costs about half a
+    millisecond, more than the rest of the write."""
+    rows = list(rows)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([_cell(row.get(c)) for c in columns] for row in rows)
+    return buf.getvalue()
+
+
 def write_csv(path: str | Path, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    return atomic_write_text(path, frame.to_csv(index=False))
+    text = rows.to_csv(index=False) if isinstance(rows, pd.DataFrame) else csv_text(rows)
+    return atomic_write_text(path, text)
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:
