@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initlab.direct_steps import STEP_HOOKS, VAL_HOOKS, direct_steps_supported, step_hooks
+from initlab.metrics import predicted_class
 from initlab.modes import restore_training, set_training
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -120,7 +121,7 @@ class InitStudyModule(pl.LightningModule):
             if self.classification:
                 out = outs[0] if len(outs) == 1 else torch.cat(outs)
                 y = ys[0] if len(ys) == 1 else torch.cat(ys)
-                correct = float((out.argmax(dim=1) == y).sum().item())
+                correct = float((predicted_class(out, dim=1) == y).sum().item())
         tally = self._tally.setdefault(split, [0.0, 0.0, 0.0])
         tally[0] += math.fsum(v * y.shape[0] for v, y in zip(values, ys, strict=True))
         tally[1] += correct

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from initlab.callbacks import HistoryRecorder
+from initlab.metrics import predicted_class
 from initlab.vectorized.mlp_grads import StackedMLP, member_cross_entropy, member_mse
 
 # Evaluation works on K x chunk examples at once; chunks are cut so that K * chunk stays
@@ -281,7 +282,7 @@ class VectorizedTrainer:
                 out = self.model.infer(xb, shared=True)
                 loss_sum += member_losses(self.task, out, yb, shared=True) * len(xb)
                 if self.classification:
-                    correct += (out.argmax(-1) == yb).sum(-1)
+                    correct += (predicted_class(out) == yb).sum(-1)
         n = max(len(x), 1)
         return loss_sum / n, (correct / n if self.classification else None)
 
@@ -319,7 +320,7 @@ class VectorizedTrainer:
                 step_losses.append(vals)
                 sizes.append(xb.shape[1])
                 if self.classification:
-                    preds.append(out.argmax(-1))
+                    preds.append(predicted_class(out))
                     targets.append(yb)
                 if self._any_logger and self.global_step % self.log_every_n_steps == 0:
                     self._log_step(vals)
