@@ -11,7 +11,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from initlab.config import run_name, study_config, trainer_kwargs, validate
+from initlab.config import check_accelerator, run_name, study_config, trainer_kwargs, validate
 from initlab.models.activations import activation_factory
 from initlab.models.mlp import MLP
 
@@ -120,3 +120,29 @@ def test_lean_validation_turns_lightnings_loop_off_unless_it_is_needed(compose_c
     assert "limit_val_batches" not in kwargs and kwargs["val_check_interval"] == 0.5
     for key in ("direct_steps", "lean_validation", "steps_per_call"):
         assert key not in kwargs  # initlab's own keys never reach pl.Trainer
+
+
+def test_gpu_accelerator_is_checked_against_this_machine(compose_cfg) -> None:
+    trainer = compose_cfg("trainer=gpu").trainer
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count:  # a GPU machine: one device is fine, one more than it has is named
+        check_accelerator(trainer)
+        with pytest.raises(ValueError, match=rf"trainer.devices={count + 1}.*1 to {count}"):
+            check_accelerator({"accelerator": "gpu", "devices": count + 1})
+    else:
+        with pytest.raises(ValueError, match=r"trainer.accelerator='gpu'.*allowed here: cpu"):
+            check_accelerator(trainer)
+    for cpu_ok in ("cpu", "auto"):  # never refused
+        check_accelerator({"accelerator": cpu_ok, "devices": 2})
+
+
+def test_gpu_run_without_a_gpu_fails_with_the_key_named(compose_cfg, tmp_path) -> None:
+    from initlab.pipeline import run
+
+    summary = run(compose_cfg("trainer=gpu"), tmp_path, progress_bar=False)
+    if torch.cuda.is_available():  # a GPU machine trains it
+        assert summary["status"] == "completed"
+    else:
+        assert summary["status"] == "failed"
+        assert "trainer.accelerator='gpu'" in summary["error"]
+        assert (tmp_path / "summary.json").exists()

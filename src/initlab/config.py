@@ -129,3 +129,32 @@ def validate(cfg: DictConfig) -> None:
     target = cfg.get("target_metric")
     _check(target is None or isinstance(target, (int, float)), "target_metric", target,
            "a number (val accuracy to reach) or null")
+
+
+def check_accelerator(trainer_cfg: DictConfig | dict[str, Any]) -> None:
+    """A GPU run on a machine where torch sees no (or too few) CUDA devices fails here,
+    naming the key and what is allowed, instead of deep inside Lightning or CUDA. Only
+    ``accelerator: gpu|cuda`` is checked (``auto`` falls back to the CPU by itself)."""
+    accel = str(trainer_cfg.get("accelerator", "cpu"))
+    if accel not in ("gpu", "cuda"):
+        return
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available == 0:
+        raise ValueError(
+            f"trainer.accelerator={accel!r} needs a CUDA GPU and torch sees none on this "
+            "machine (torch.cuda.is_available() is False); allowed here: cpu or auto "
+            "(trainer=cpu, or trainer.accelerator=auto)")
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, (list, tuple, ListConfig)):  # device indices
+        wanted = max(int(d) for d in devices) + 1 if len(devices) else 1
+    elif isinstance(devices, int) and devices > 0:
+        wanted = devices
+    else:  # -1 or "auto": all of them
+        wanted = 1
+    if wanted > available:
+        raise ValueError(
+            f"trainer.devices={devices!r} asks for more GPUs than torch sees on this machine "
+            f"({available}); allowed: 1 to {available}, a list of indices below {available}, "
+            "-1 or auto (all)")

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import (
     AXES,
+    check_accelerator,
     lean_validation,
     run_name,
     study_config,
@@ -184,6 +185,7 @@ def run(
     task = "classification"
     try:
         validate(cfg)
+        check_accelerator(cfg.trainer)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = instantiate(cfg.dataset, seed=cfg.seed)
         if hasattr(dm, "check_available"):

@@ -53,3 +53,17 @@ def test_a_refused_job_records_every_member_as_failed(compose_cfg, tmp_path: Pat
         assert s["status"] == "failed" and s["error_type"] == "VectorizeError"
         assert "model=mlp or model=cnn" in s["error"]
         assert (m.output_dir / "summary.json").is_file()
+
+
+def test_a_gpu_job_without_a_gpu_records_every_member_as_failed(compose_cfg,
+                                                                 tmp_path: Path) -> None:
+    import torch
+
+    members = [Member(compose_cfg(*NO_LOG, "trainer=gpu", f"seed={s}"), tmp_path / f"m{s}")
+               for s in (0, 1)]
+    summaries = train_members(members)
+    for s in summaries:
+        if torch.cuda.is_available():  # a GPU machine trains them
+            assert s["status"] == "completed"
+        else:
+            assert s["status"] == "failed" and "trainer.accelerator='gpu'" in s["error"]

@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from initlab.config import study_config, validate
+from initlab.config import check_accelerator, study_config, validate
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
 from initlab.vectorized.checks import VectorizeError, check_supported
 from initlab.vectorized.grouping import (
@@ -159,6 +159,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         check_members(members, [s["config"] for s in summaries])
         # what check_supported reads (model, trainer, optimizer) is the same in every member
         check_supported(members[0].cfg, (members[0].choices or {}).get("model"))
+        check_accelerator(members[0].cfg.trainer)
         cfg = members[0].cfg
         diag = cfg.get("diagnostics") or {}
         if diag.get("callback"):
