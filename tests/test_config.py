@@ -129,9 +129,16 @@ def test_gpu_accelerator_is_checked_against_this_machine(compose_cfg) -> None:
         check_accelerator(trainer)
         with pytest.raises(ValueError, match=rf"trainer.devices={count + 1}.*1 to {count}"):
             check_accelerator({"accelerator": "gpu", "devices": count + 1})
+    elif torch.backends.mps.is_available():  # Apple: Lightning's "gpu" is MPS
+        check_accelerator(trainer)
     else:
         with pytest.raises(ValueError, match=r"trainer.accelerator='gpu'.*allowed here: cpu"):
             check_accelerator(trainer)
+    if not count:  # CUDA named, or a vectorized job (CUDA or the CPU only)
+        with pytest.raises(ValueError, match=r"trainer.accelerator='cuda'"):
+            check_accelerator({"accelerator": "cuda"})
+        with pytest.raises(ValueError, match=r"trainer.accelerator='gpu'"):
+            check_accelerator(trainer, cuda_only=True)
     for cpu_ok in ("cpu", "auto"):  # never refused
         check_accelerator({"accelerator": cpu_ok, "devices": 2})
 
@@ -140,7 +147,7 @@ def test_gpu_run_without_a_gpu_fails_with_the_key_named(compose_cfg, tmp_path) -
     from initlab.pipeline import run
 
     summary = run(compose_cfg("trainer=gpu"), tmp_path, progress_bar=False)
-    if torch.cuda.is_available():  # a GPU machine trains it
+    if torch.cuda.is_available() or torch.backends.mps.is_available():  # a GPU trains it
         assert summary["status"] == "completed"
     else:
         assert summary["status"] == "failed"

@@ -131,16 +131,23 @@ def validate(cfg: DictConfig) -> None:
            "a number (val accuracy to reach) or null")
 
 
-def check_accelerator(trainer_cfg: DictConfig | dict[str, Any]) -> None:
-    """A GPU run on a machine where torch sees no (or too few) CUDA devices fails here,
-    naming the key and what is allowed, instead of deep inside Lightning or CUDA. Only
-    ``accelerator: gpu|cuda`` is checked (``auto`` falls back to the CPU by itself)."""
+def check_accelerator(trainer_cfg: DictConfig | dict[str, Any], cuda_only: bool = False
+                      ) -> None:
+    """A GPU run on a machine where torch sees no (or too few) GPUs fails here, naming the
+    key and what is allowed, instead of deep inside Lightning or CUDA. Only
+    ``accelerator: gpu|cuda`` is checked (``auto`` falls back to the CPU by itself). For
+    ``gpu`` Lightning takes Apple's MPS where there is no CUDA device, unless ``cuda_only``
+    (a vectorized job runs on CUDA or the CPU)."""
     accel = str(trainer_cfg.get("accelerator", "cpu"))
     if accel not in ("gpu", "cuda"):
         return
     import torch
 
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = getattr(torch.backends, "mps", None)
+    if available == 0 and accel == "gpu" and not cuda_only and mps is not None and (
+            mps.is_available()):
+        return  # one MPS device; Lightning names a bad trainer.devices there itself
     if available == 0:
         raise ValueError(
             f"trainer.accelerator={accel!r} needs a CUDA GPU and torch sees none on this "

@@ -159,7 +159,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         check_members(members, [s["config"] for s in summaries])
         # what check_supported reads (model, trainer, optimizer) is the same in every member
         check_supported(members[0].cfg, (members[0].choices or {}).get("model"))
-        check_accelerator(members[0].cfg.trainer)
+        check_accelerator(members[0].cfg.trainer, cuda_only=True)
         cfg = members[0].cfg
         diag = cfg.get("diagnostics") or {}
         if diag.get("callback"):
