@@ -19,6 +19,11 @@ class Diverged(RuntimeError):
         self.step, self.epoch, self.value = step, epoch, value
 
 
+def is_divergent(loss: float, max_loss: float | None) -> bool:
+    """A training loss that stops a run: NaN, infinite, or above ``max_loss``."""
+    return not math.isfinite(loss) or (max_loss is not None and loss > max_loss)
+
+
 class DivergenceGuard(pl.Callback):
     """Stops training on the first non-finite training loss (or one above ``max_loss``).
 
@@ -31,7 +36,7 @@ class DivergenceGuard(pl.Callback):
 
     def _check_values(self, trainer: pl.Trainer, values: list[float]) -> None:
         for i, v in enumerate(values):
-            if not math.isfinite(v) or (self.max_loss is not None and v > self.max_loss):
+            if is_divergent(v, self.max_loss):
                 step = trainer.global_step - len(values) + i
                 raise Diverged(step, trainer.current_epoch, v)
 

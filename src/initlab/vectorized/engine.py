@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from initlab.callbacks import HistoryRecorder
+from initlab.callbacks import HistoryRecorder, is_divergent
 from initlab.metrics import predicted_class
 from initlab.vectorized.mlp_grads import StackedMLP, member_cross_entropy, member_mse
 
@@ -367,10 +367,7 @@ class VectorizedTrainer:
     def _check_divergence(self, losses: list[float], epoch: int) -> None:
         """Freeze the members whose loss this step is NaN, inf or above ``max_loss``,
         before the optimizer step (they keep their last weights), and record when."""
-        ceiling = self.max_loss
-        # one comparison finds NaN, inf and losses above the ceiling
-        bad = [j for j, v in enumerate(losses)
-               if not (v <= ceiling if ceiling is not None else math.isfinite(v))]
+        bad = [j for j, v in enumerate(losses) if is_divergent(v, self.max_loss)]
         if not bad:
             return
         frozen = self.frozen.tolist()
