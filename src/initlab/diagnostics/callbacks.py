@@ -250,10 +250,9 @@ class TrainingDiagnostics(pl.Callback):
         if self._snapshot:
             self._update_ratios(trainer)
         log_step, check = self._is_log_step(step, trainer), self._is_check_step(step, trainer)
-        if not (check or log_step):
-            self._quiet_until = self._next_event(step, trainer)
-            return
         self._quiet_until = self._next_event(step, trainer)
+        if not (check or log_step):
+            return
         params = [p for p in self._params if p.grad is not None]
         if not params:
             return
