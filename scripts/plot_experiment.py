@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from initlab.results.files import HISTORY_FILE  # noqa: E402
 from initlab.results.plots import read_history  # noqa: E402
 
 ADDING_BASELINE_MSE = 2.0 / 12.0  # always predicting 1.0 (initlab.data.synthetic)
@@ -111,7 +112,7 @@ def plot_saxe(results: pd.DataFrame, out: Path) -> pd.DataFrame:
 def _curves(sweep: Path, runs: pd.DataFrame, metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
     found = []
     for run in runs["run"]:
-        h = read_history(sweep / run / "history.csv", ("epoch", metric))
+        h = read_history(sweep / run / HISTORY_FILE, ("epoch", metric))
         if metric in h:
             found.append((h["epoch"], h[metric]))
     return found
