@@ -70,6 +70,49 @@ def _ratio(change: float, norm: float) -> float:
     return float("inf") if change else float("nan")
 
 
+def host_flags(total: float, g_first: float | None, explode_bound: float | None,
+               vanish_bound: float | None) -> list[bool]:
+    """One check's [explode, vanish] flags: the total gradient norm above ``explode_bound``
+    (or not finite), the first layer's below ``vanish_bound`` (a None bound: no check)."""
+    explode = explode_bound is not None and not total <= explode_bound
+    vanish = vanish_bound is not None and g_first is not None and g_first < vanish_bound
+    return [explode, vanish]
+
+
+class EpisodeCounter:
+    """Consecutive bad explode/vanish checks: an episode is due (warned about) once, when
+    its run of bad checks reaches ``patience``."""
+
+    KINDS = ("explode", "vanish")
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.runs = [0, 0]
+
+    def replay(self, rows: list[list[bool]]) -> list[str]:
+        """Count the checks ``rows`` ([explode, vanish] each) in order; the kinds whose
+        episode became due (each kind at most once)."""
+        due = [False, False]
+        for row in rows:
+            for k, bad in enumerate(row):
+                self.runs[k] = self.runs[k] + 1 if bad else 0
+                due[k] |= self.runs[k] == self.patience
+        return [kind for kind, d in zip(self.KINDS, due, strict=True) if d]
+
+
+def gradient_warning(what: str, bound: float | None, patience: int, step: int,
+                     last_total: float | None = None) -> str:
+    """The warning text of an exploding (``what="explode"``) or vanishing gradient
+    episode."""
+    if what == "explode":
+        return (f"exploding gradients: total gradient norm > {bound:g} (or not finite) for "
+                f"{patience} consecutive steps (checked at step {step}, last norm "
+                f"{float(last_total):.3g}); consider a smaller init scale or learning rate, "
+                "or gradient clipping")
+    return (f"vanishing gradients: first layer gradient norm < {bound:g} for {patience} "
+            f"consecutive steps (checked at step {step}); the first layers are not learning")
+
+
 DeadPlan = list[tuple[str, nn.Module, int, str]]
 
 
@@ -171,7 +214,7 @@ class TrainingDiagnostics(pl.Callback):
         # explode/vanish checks: device-side flags since the last read, host-side runs
         # one [explode, vanish] per check: a bool device tensor, or a host list on log steps
         self._flags: list[torch.Tensor | list[bool]] = []
-        self._runs = [0, 0]  # consecutive bad checks so far
+        self._episodes = EpisodeCounter(patience)
         self._last_total: torch.Tensor | float | None = None
 
     # -- setup -------------------------------------------------------------------------
@@ -199,21 +242,22 @@ class TrainingDiagnostics(pl.Callback):
         n = self.log_every_n_steps
         return trainer.log_every_n_steps if n is None else n
 
-    def _is_log_step(self, step: int, trainer: pl.Trainer) -> bool:
-        every = self._every(trainer)
+    def is_log_step(self, step: int, every: int) -> bool:
+        """Whether optimizer step ``step`` logs, with ``every`` the logging interval
+        (``log_every_n_steps``, or the trainer's when that is None)."""
         return every > 0 and (step % every == 0 or (
             self.dense_start and step < every and step & (step - 1) == 0))
 
-    def _is_check_step(self, step: int, trainer: pl.Trainer) -> bool:
+    def is_check_step(self, step: int, every: int) -> bool:
+        """Whether step ``step`` runs the explode/vanish check."""
         if self.explode_bound is None and self.vanish_bound is None:
             return False
         if self.check_every_n_steps:
             return step % self.check_every_n_steps == 0
-        return self._is_log_step(step, trainer)
+        return self.is_log_step(step, every)
 
-    def _next_event(self, step: int, trainer: pl.Trainer) -> int:
+    def next_event(self, step: int, every: int) -> int:
         """The first step after ``step`` that logs or checks."""
-        every = self._every(trainer)
         due = [step + every - step % every] if every > 0 else []
         if every > 0 and self.dense_start and step + 1 < every:
             due.append(1 << step.bit_length())  # the next power of two
@@ -249,8 +293,9 @@ class TrainingDiagnostics(pl.Callback):
             self._remove_order_hooks()
         if self._snapshot:
             self._update_ratios(trainer)
-        log_step, check = self._is_log_step(step, trainer), self._is_check_step(step, trainer)
-        self._quiet_until = self._next_event(step, trainer)
+        every = self._every(trainer)
+        log_step, check = self.is_log_step(step, every), self.is_check_step(step, every)
+        self._quiet_until = self.next_event(step, every)
         if not (check or log_step):
             return
         params = [p for p in self._params if p.grad is not None]
@@ -304,10 +349,7 @@ class TrainingDiagnostics(pl.Callback):
                             else off])
 
     def _host_flags(self, total: float, g_first: float | None) -> list[bool]:
-        explode = self.explode_bound is not None and not total <= self.explode_bound
-        vanish = self.vanish_bound is not None and g_first is not None and (
-            g_first < self.vanish_bound)
-        return [explode, vanish]
+        return host_flags(total, g_first, self.explode_bound, self.vanish_bound)
 
     def _count(self, total: torch.Tensor, by_param: dict[int, torch.Tensor]) -> None:
         """Record one check from the total gradient norm and the per-parameter norms."""
@@ -327,34 +369,10 @@ class TrainingDiagnostics(pl.Callback):
             for i, row in zip(on_device, torch.stack([flags[i] for i in on_device]).tolist(),
                               strict=True):
                 flags[i] = row
-        due = [False, False]
-        for row in flags:
-            for k, bad in enumerate(row):
-                self._runs[k] = self._runs[k] + 1 if bad else 0
-                due[k] |= self._runs[k] == self.patience
-        for k, what in enumerate(("explode", "vanish")):
-            if due[k]:
-                self._warn(what, trainer.global_step)
-
-    def _warn(self, what: str, step: int) -> None:
-        if what == "explode":
-            log.warning(
-                "exploding gradients: total gradient norm > %g (or not finite) for %d "
-                "consecutive steps (checked at step %d, last norm %.3g); consider a smaller "
-                "init scale or learning rate, or gradient clipping",
-                self.explode_bound,
-                self.patience,
-                step,
-                float(self._last_total),
-            )
-        else:
-            log.warning(
-                "vanishing gradients: first layer gradient norm < %g for %d consecutive steps "
-                "(checked at step %d); the first layers are not learning",
-                self.vanish_bound,
-                self.patience,
-                step,
-            )
+        for what in self._episodes.replay(flags):
+            bound = self.explode_bound if what == "explode" else self.vanish_bound
+            log.warning(gradient_warning(what, bound, self.patience, trainer.global_step,
+                                         self._last_total))
 
     def on_train_batch_end(
         self,
