@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -59,3 +60,26 @@ def train_subprocess(
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def read_tb_events(run_dir: Path, kind: str = "scalars") -> dict[str, list[tuple[Any, ...]]]:
+    """The TensorBoard events under ``run_dir`` by tag, sorted by step: (step, value) for
+    ``kind="scalars"``, (step, count, sum, min, max) for ``"histograms"``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for f in sorted(run_dir.rglob("events.out.tfevents*")):
+        acc = EventAccumulator(str(f), size_guidance={kind: 0})
+        acc.Reload()
+        for tag in acc.Tags()[kind]:
+            for e in getattr(acc, kind.capitalize())(tag):
+                h = getattr(e, "histogram_value", None)
+                point = (e.step, e.value) if h is None else (e.step, h.num, h.sum, h.min, h.max)
+                out.setdefault(tag, []).append(point)
+    return {tag: sorted(points) for tag, points in out.items()}
+
+
+@pytest.fixture
+def tb_events() -> Callable[..., dict[str, list[tuple[Any, ...]]]]:
+    """``tb_events(run_dir, kind="scalars")``: ``read_tb_events``."""
+    return read_tb_events

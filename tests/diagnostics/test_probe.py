@@ -10,7 +10,7 @@ from torch import nn
 
 import initlab
 from initlab.diagnostics import probe, summarize_probe
-from initlab.diagnostics.probe import dead_unit_counts, dead_units
+from initlab.diagnostics.probe import dead_unit_counts, dead_units, member_dead_counts
 
 
 def relu_mlp(init: str, depth: int = 20, width: int = 256, seed: int = 0) -> nn.Sequential:
@@ -222,3 +222,20 @@ def test_dead_units_and_counts_follow_the_definition() -> None:
     counts = dead_unit_counts(outs, dims, acts)
     assert counts == [int(w.sum()) for w in want]
     assert min(counts[:2]) > 0 and counts[2] == 1 and counts[4] == 1  # the test bites
+
+
+def test_member_dead_counts_are_each_members_own() -> None:
+    # stacked outputs (K=3, B, ...): member j's count is the definition on its slice
+    torch.manual_seed(1)
+    outs = [torch.relu(torch.randn(3, 40, 16) - torch.tensor([0.5, 1.5, 2.5]).view(3, 1, 1)),
+            torch.relu(torch.randn(3, 40, 6, 2, 2) - 2.0), torch.tanh(torch.randn(3, 40, 5))]
+    outs[2][1, :, 4] = 0
+    dims, acts = [-1, 1, -1], ["relu", "relu", "tanh"]
+    counts = member_dead_counts(outs, dims, acts)
+    assert counts.shape == (3, 3)
+    for j in range(3):
+        want = [int(_dead_by_definition(o[j], d, a).sum()) for o, d, a in
+                zip(outs, dims, acts, strict=True)]
+        assert counts[:, j].tolist() == want
+    # the members differ (a per-member count, not one shared), the test bites
+    assert len(set(counts[0].tolist())) > 1 and counts[2].tolist() == [0, 1, 0]

@@ -188,28 +188,38 @@ def test_stacked_forward_is_each_members_forward(act, bias: bool, norm: str) -> 
     torch.testing.assert_close(stacked(x[0], shared=True), want, rtol=1e-5, atol=1e-6)
 
 
-def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[str, list[tuple[int, float]]] = {}
-    for f in sorted(run_dir.rglob("events.out.tfevents*")):
-        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return {tag: sorted(points) for tag, points in out.items()}
-
-
-def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tmp_path) -> None:
-    cfg = compose_cfg("logger=tensorboard", "diagnostics=default", "diagnostics.callback=null",
-                      "trainer.max_epochs=2", "init=xavier", "seed=1")
+@pytest.mark.parametrize("extra", [
+    # the default diagnostics: grad norms, update ratios, dead fractions per member
+    ["diagnostics=default"],
+    # a CNN (vmap forward; dead channels), weight and activation histograms, the checks
+    # on every step
+    ["model=cnn", "model.channels=[8,8]", "init=orthogonal", "diagnostics=full",
+     "diagnostics.jacobian=false", "diagnostics.callback.check_every_n_steps=1"],
+])
+def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tb_events,
+                                                                tmp_path, extra) -> None:
+    cfg = compose_cfg("logger=tensorboard", "init=xavier", *extra, "trainer.max_epochs=2",
+                      "seed=1", tiny="model=cnn" not in extra)
     (vec,) = train_members([Member(cfg, tmp_path / "v")])
     ordinary = run(cfg, tmp_path / "o", progress_bar=False)
     assert vec["run_name"] == ordinary["run_name"]
+    assert "vectorized_skipped" not in vec
     assert [p.name for p in (tmp_path / "v" / "tb").iterdir()] == [vec["run_name"]]
-    want, got = scalars(tmp_path / "o"), scalars(tmp_path / "v")
-    assert set(got) == set(want)  # train/loss, train/loss_epoch, val/*, test/*, init/*, ...
+    want, got = tb_events(tmp_path / "o"), tb_events(tmp_path / "v")
+    # train/loss, train/loss_epoch, val/*, test/*, init/*, diag/grad_norm/*,
+    # diag/update_ratio/*, diag/dead_frac/*
+    assert set(got) == set(want)
+    assert {t.split("/")[1] for t in want if t.startswith("diag/")} == {
+        "grad_norm", "update_ratio", "dead_frac"}
+    # some units are dead (the comparison of dead fractions is not one of zeros)
+    assert any(v > 0 for t in want if t.startswith("diag/dead_frac/") for _, v in want[t])
     for tag, points in want.items():
         assert [s for s, _ in got[tag]] == [s for s, _ in points], tag
         np.testing.assert_allclose([v for _, v in got[tag]], [v for _, v in points],
                                    rtol=RTOL, atol=1e-6, err_msg=tag)
+    want_h, got_h = (tb_events(tmp_path / d, "histograms") for d in ("o", "v"))
+    assert set(got_h) == set(want_h)
+    assert bool(want_h) == ("diagnostics=full" in extra)
+    for tag, points in want_h.items():
+        np.testing.assert_allclose(got_h[tag], points, rtol=RTOL, atol=1e-5, err_msg=tag)
+

@@ -62,15 +62,22 @@ def _unit_dim(module: nn.Module) -> int:
     return -1 if isinstance(module, nn.Linear) else 1
 
 
-def _reduce_dims(t: torch.Tensor, unit_dim: int) -> list[int]:
+def _reduce_dims(t: torch.Tensor, unit_dim: int, members: bool = False) -> list[int]:
+    """Every dim of ``t`` but the unit dim (and, ``members``, the leading member axis of a
+    stacked output; ``unit_dim`` then counts in one member's output)."""
+    if members:
+        keep = unit_dim % (t.dim() - 1) + 1
+        return [i for i in range(1, t.dim()) if i != keep]
     return [i for i in range(t.dim()) if i != unit_dim % t.dim()]
 
 
-def _unit_activity(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:
+def _unit_activity(t: torch.Tensor, unit_dim: int, act: str, members: bool = False
+                   ) -> torch.Tensor:
     """Per unit, a value that is <= 0 exactly when the unit is dead: its max over the
-    examples after a ReLU-like activation, else its number of non-zero values."""
+    examples after a ReLU-like activation, else its number of non-zero values. With
+    ``members``, per member and unit of a stacked output (K, B, ...)."""
     t = t.detach()
-    dims = _reduce_dims(t, unit_dim)
+    dims = _reduce_dims(t, unit_dim, members)
     return t.amax(dim=dims) if act in RELU_LIKE else torch.count_nonzero(t, dim=dims)
 
 
@@ -92,6 +99,14 @@ def dead_unit_counts(outputs: list[torch.Tensor], unit_dims: list[int], acts: li
     ends = [e - 1 for e in accumulate(len(p) for p in per_unit)]
     running = (torch.cat(per_unit) <= 0).cumsum(0)[ends].tolist()
     return [b - a for a, b in zip([0, *running[:-1]], running, strict=True)]
+
+
+def member_dead_counts(outputs: list[torch.Tensor], unit_dims: list[int], acts: list[str]
+                       ) -> torch.Tensor:
+    """``dead_units(...).sum()`` of every member and layer, shape (layers, K), from stacked
+    outputs (K, B, ...) (``unit_dims`` as in one member's output)."""
+    return torch.stack([(_unit_activity(t, d, act, members=True) <= 0).sum(1)
+                        for t, d, act in zip(outputs, unit_dims, acts, strict=True)])
 
 
 def dead_fraction(t: torch.Tensor, unit_dim: int, act: str) -> torch.Tensor:

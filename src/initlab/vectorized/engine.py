@@ -190,7 +190,8 @@ class VectorizedTrainer:
     ``loggers[k]`` is member k's Lightning logger (or None); it receives the same tags at
     the same steps as an ordinary run: ``train/loss`` every ``log_every_n_steps`` steps,
     ``train/loss_epoch``, ``train/acc``, ``val/loss``, ``val/acc`` at each epoch end,
-    ``test/*`` after training, and ``epoch``.
+    ``test/*`` after training, and ``epoch``; with ``diagnostics``, the ``diag/*`` tags of
+    the training-time diagnostics.
     """
 
     def __init__(
@@ -203,8 +204,10 @@ class VectorizedTrainer:
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
         max_loss: float | None = None,
+        diagnostics: Any = None,
     ) -> None:
         self.model = model
+        self.diagnostics = diagnostics  # a vectorized.diagnostics.MemberDiagnostics
         self.optimizer = optimizer
         self.task = task
         self.classification = task == "classification"
@@ -298,6 +301,8 @@ class VectorizedTrainer:
         """Train all members for ``max_epochs`` (or until every member diverged)."""
         x, y = train
         k = self.model.k
+        diag = self.diagnostics
+        fixed: Tensor | None = None  # each member's first training batch, when no validation
         t0 = time.perf_counter()
         for epoch in range(max_epochs):
             if bool(self.frozen.all()):
@@ -314,9 +319,15 @@ class VectorizedTrainer:
                 vals = values.tolist()  # one host copy; the checks below are plain Python
                 self._check_divergence(vals, epoch)
                 self._clip_gradients()
+                if diag is not None:
+                    diag.before_step(self.global_step, self.frozen)
+                    if fixed is None and diag.wants_fixed_batch and not len(val[0]):
+                        fixed = xb[:, : diag.s.fixed_batch_size].clone()
                 self.optimizer.step()
                 if self._any_frozen:
                     self._restore_frozen()
+                if diag is not None:
+                    diag.after_step(self.frozen)
                 step_losses.append(vals)
                 sizes.append(xb.shape[1])
                 if self.classification:
@@ -337,6 +348,10 @@ class VectorizedTrainer:
                            if preds else torch.zeros(k, device=x.device))
                 train_acc = (correct.double() / seen).tolist()
             val_loss, val_acc = self.evaluate(*val, eval_batch_size)
+            if diag is not None:  # on the first validation batch, as the ordinary callback
+                shared = fixed is None
+                diag.end_epoch(val[0][:eval_batch_size] if shared else fixed, shared,
+                               self.global_step, self.frozen)
             self._end_epoch(epoch, train_loss, train_acc, val_loss.tolist(),
                             val_acc.tolist() if val_acc is not None else None,
                             time.perf_counter() - t0)

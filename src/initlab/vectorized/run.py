@@ -8,11 +8,11 @@ hands the rest to ``train_members``.
 
 Each member's folder holds what ``initlab.pipeline.run`` writes (``summary.json`` of the
 same shape, ``history.csv`` with the same columns, TensorBoard events with the same
-tags, hparams) plus ``.hydra/`` with its own config, so aggregation, resume and plots
-treat it as any run. Differences, stated in the summary: ``wall_time_s``, ``fit_time_s``
-and ``ms_per_step`` are the job's times divided by the K members trained together
-(``vectorized_k``, ``job_wall_time_s``, ``wall_time_basis``), and the training-time
-diagnostics callback does not run (the init probe does).
+tags, hparams, the init probe and the training-time diagnostics) plus ``.hydra/`` with its
+own config, so aggregation, resume and plots treat it as any run. Differences, stated in
+the summary: ``wall_time_s``, ``fit_time_s`` and ``ms_per_step`` are the job's times
+divided by the K members trained together (``vectorized_k``, ``job_wall_time_s``,
+``wall_time_basis``).
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
 
     from initlab.callbacks import Diverged
     from initlab.data.batcher import TensorBatcher
+    from initlab.diagnostics.callbacks import TrainingDiagnostics
     from initlab.models.activations import activation_factory
     from initlab.module import INIT_BATCH_SIZE, init_data
     from initlab.pipeline import (
@@ -136,6 +137,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         record_history,
         record_setup,
     )
+    from initlab.vectorized.diagnostics import MemberDiagnostics
     from initlab.vectorized.engine import StackedModel, VectorizedTrainer, stacked_optimizer
 
     quiet_libraries()
@@ -162,11 +164,14 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         check_accelerator(members[0].cfg.trainer, cuda_only=True)
         cfg = members[0].cfg
         diag = cfg.get("diagnostics") or {}
-        if diag.get("callback"):
-            log.info("vectorized job: the training-time diagnostics callback is not run "
-                     "(the init probe is)")
+        # the configured callback's options, for each member's training-time diagnostics
+        diag_settings = instantiate(diag.callback) if diag.get("callback") else None
+        if diag_settings is not None and not isinstance(diag_settings, TrainingDiagnostics):
+            log.info("vectorized job: the diagnostics callback %s is not run (only "
+                     "TrainingDiagnostics is, per member)", type(diag_settings).__name__)
             for s in summaries:
                 s["vectorized_skipped"] = "diagnostics.callback"
+            diag_settings = None
         device = _device(cfg)
         dm = instantiate(cfg.dataset, seed=cfg.seed)
         if hasattr(dm, "check_available"):
@@ -216,12 +221,17 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
             optimizer = stacked_optimizer(instantiate(cfg.optimizer),
                                           list(stacked.params.values()))
             tcfg = cfg.trainer
+            log_every = tcfg.get("log_every_n_steps", 50)
+            diagnostics = None if diag_settings is None else MemberDiagnostics(
+                diag_settings, stacked, [loggers[i] for i in live], log_every,
+                [summaries[i]["run_name"] for i in live])
             trainer = VectorizedTrainer(
                 stacked, optimizer, task=dm.task, loggers=[loggers[i] for i in live],
-                log_every_n_steps=tcfg.get("log_every_n_steps", 50),
+                log_every_n_steps=log_every,
                 gradient_clip_val=tcfg.get("gradient_clip_val"),
                 gradient_clip_algorithm=tcfg.get("gradient_clip_algorithm") or "norm",
                 max_loss=cfg.get("max_loss"),
+                diagnostics=diagnostics,
             )
             x_tr, y_tr = (t.to(device) for t in dm.splits["train"])
             batchers = [TensorBatcher(x_tr, y_tr, dm.batch_size, shuffle=True,
