@@ -223,3 +223,23 @@ def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tb_
     for tag, points in want_h.items():
         np.testing.assert_allclose(got_h[tag], points, rtol=RTOL, atol=1e-5, err_msg=tag)
 
+
+def test_without_a_validation_split_no_val_metrics_and_dead_fractions_on_the_fixed_batch(
+        compose_cfg, tb_events, tmp_path) -> None:
+    # dataset.val_frac=0: Lightning runs no validation; a member must not record val
+    # numbers either (it once wrote val_loss = val_acc = 0.0), and the diagnostics take
+    # dead fractions on the first training batch, as the ordinary callback does
+    cfg = compose_cfg("logger=tensorboard", "diagnostics=default", "dataset.val_frac=0",
+                      "trainer.max_epochs=2", "seed=3")
+    (vec,) = train_members([Member(cfg, tmp_path / "v")])
+    ordinary = run(cfg, tmp_path / "o", progress_bar=False)
+    ho, hv = (pd.read_csv(tmp_path / d / "history.csv") for d in ("o", "v"))
+    assert list(hv.columns) == list(ho.columns) and "val_loss" not in hv.columns
+    assert vec["status"] == "completed" and vec.get("best_val_acc") is None
+    assert {k for k in ordinary if "val" in k} == {k for k in vec if "val" in k}
+    want, got = tb_events(tmp_path / "o"), tb_events(tmp_path / "v")
+    assert not [t for t in got if t.startswith("val/")]
+    dead = [t for t in want if t.startswith("diag/dead_frac/")]
+    assert dead and any(v > 0 for t in dead for _, v in want[t])
+    for tag in dead:
+        assert got[tag] == want[tag], tag

@@ -347,12 +347,15 @@ class VectorizedTrainer:
                 correct = ((torch.cat(preds, dim=1) == torch.cat(targets, dim=1)).sum(-1)
                            if preds else torch.zeros(k, device=x.device))
                 train_acc = (correct.double() / seen).tolist()
-            val_loss, val_acc = self.evaluate(*val, eval_batch_size)
+            # no validation split: no val metrics (as Lightning, which skips an empty pass)
+            val_loss, val_acc = (self.evaluate(*val, eval_batch_size) if len(val[0])
+                                 else (None, None))
             if diag is not None:  # on the first validation batch, as the ordinary callback
                 shared = fixed is None
                 diag.end_epoch(val[0][:eval_batch_size] if shared else fixed, shared,
                                self.global_step, self.frozen)
-            self._end_epoch(epoch, train_loss, train_acc, val_loss.tolist(),
+            self._end_epoch(epoch, train_loss, train_acc,
+                            val_loss.tolist() if val_loss is not None else None,
                             val_acc.tolist() if val_acc is not None else None,
                             time.perf_counter() - t0)
             self.epochs_done = epoch + 1
@@ -406,7 +409,7 @@ class VectorizedTrainer:
         epoch: int,
         train_loss: list[float],
         train_acc: list[float] | None,
-        val_loss: list[float],
+        val_loss: list[float] | None,
         val_acc: list[float] | None,
         elapsed: float,
     ) -> None:
@@ -415,7 +418,9 @@ class VectorizedTrainer:
         for j in range(self.model.k):
             if frozen[j]:
                 continue  # a diverged run records no epoch it did not finish
-            tags = {"train/loss_epoch": train_loss[j], "val/loss": val_loss[j]}
+            tags = {"train/loss_epoch": train_loss[j]}
+            if val_loss is not None:
+                tags["val/loss"] = val_loss[j]
             if train_acc is not None:
                 tags["train/acc"] = train_acc[j]
             if val_acc is not None:
