@@ -54,6 +54,34 @@ def test_relu_length_map_divergence_is_reported(sw2, sb2):
     assert closed_form("relu", sw2, sb2)["q_star"] == math.inf
 
 
+@pytest.mark.parametrize("sw2", [1.0, 1.5, 1.98])
+def test_relu_without_bias_below_two_has_q_star_zero_and_chi1_half_sigma_w2(sw2):
+    # q* = 0, and chi_1 is the limit q -> 0+ of sigma_w^2 E[relu'(sqrt(q) z)^2] = sw2 / 2
+    # (relu is scale-free), not sigma_w^2 relu'(0)^2 = 0
+    r = meanfield("relu", sw2, 0.0)
+    assert r["converged"] and r["q_star"] == pytest.approx(0.0, abs=1e-9)
+    assert r["chi_1"] == pytest.approx(sw2 / 2, rel=1e-12)
+    assert r["xi_c"] == pytest.approx(-1 / math.log(sw2 / 2), rel=1e-9)
+
+
+def test_he_relu_models_get_chi1_half_their_sigma_w2_on_both_sides_of_two():
+    # sampled He weights give sigma_w^2 a little above or below 2: chi_1 = sigma_w^2 / 2
+    # either way (below 2 it used to come out as 0)
+    sides = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                              nn.Linear(64, 10))
+        for m in model:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        r = meanfield_from_model(model)
+        assert r["chi_1"] == pytest.approx(r["sigma_w2"] / 2, rel=1e-9), seed
+        sides.add(r["sigma_w2"] < 2)
+    assert sides == {True, False}  # both cases were met
+
+
 def test_tanh_critical_line():
     # Schoenholz et al. 2017 (Fig. 1): sigma_b^2 = 0.05 is critical near sigma_w^2 = 1.76.
     assert critical_sigma_w2("tanh", 0.05) == pytest.approx(1.76, abs=0.01)

@@ -44,6 +44,7 @@ from initlab.models.activations import make_activation
 
 Activation = str | nn.Module | Callable[[torch.Tensor], torch.Tensor]
 Q_MAX = 1e12  # q beyond this counts as diverged
+Q_MIN = 1e-200  # the expectations at q* = 0 are taken here (their limit q -> 0+)
 
 
 @lru_cache(maxsize=4)
@@ -76,9 +77,17 @@ def _gauss(phi: Callable, q: float, n: int = 100) -> tuple[float, float, float]:
     return (w @ y.square()).item(), (w @ d1.square()).item(), (w @ (d2 * y)).item()
 
 
+def _second_moment(phi: Callable, q: float, n: int = 100) -> float:
+    """E[phi(sqrt(q) z)^2] (``_gauss``'s first value, without the derivatives: the length
+    map's iteration needs only this, hundreds of times near a marginal fixed point)."""
+    x, w = _nodes(n)
+    with torch.no_grad():
+        return (w @ phi(math.sqrt(q) * x).square()).item()
+
+
 def length_map(q: float, activation: Activation, sigma_w2: float, sigma_b2: float) -> float:
     """One step of the length map q -> sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2 (Poole eq. 3)."""
-    return sigma_w2 * _gauss(_phi(activation), q)[0] + sigma_b2
+    return sigma_w2 * _second_moment(_phi(activation), q) + sigma_b2
 
 
 def q_fixed_point(
@@ -95,8 +104,10 @@ def q_fixed_point(
     last iterate is bracketed and solved with Brent's method.
     """
 
+    phi = _phi(activation)
+
     def f(q: float) -> float:
-        return length_map(q, activation, sigma_w2, sigma_b2) - q
+        return length_map(q, phi, sigma_w2, sigma_b2) - q
 
     q = q0
     for _ in range(max_iter):
@@ -151,7 +162,10 @@ def _depth(chi: float) -> float:
 
 def _q_and_chi_1(phi: Callable, sigma_w2: float, sigma_b2: float) -> tuple:
     q, converged = q_fixed_point(phi, sigma_w2, sigma_b2)
-    _, e_d1sq, e_phi_d2 = _gauss(phi, q if converged else Q_MAX)
+    # at q* = 0 the expectations are their limits q -> 0+ (phi' of a point mass at 0 is
+    # not the slope the signal sees: relu'(0) = 0 would give chi_1 = 0 instead of
+    # sigma_w^2 / 2 for relu without bias and sigma_w^2 < 2)
+    _, e_d1sq, e_phi_d2 = _gauss(phi, max(q, Q_MIN) if converged else Q_MAX)
     return q, converged, sigma_w2 * e_d1sq, e_phi_d2
 
 
