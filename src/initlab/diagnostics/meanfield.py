@@ -95,7 +95,7 @@ def q_fixed_point(
     sigma_w2: float,
     sigma_b2: float,
     q0: float = 1.0,
-    max_iter: int = 1000,
+    max_iter: int = 100,
     tol: float = 1e-12,
 ) -> tuple[float, bool]:
     """(q*, converged) by iterating the length map from q0; (inf, False) if q diverges.
