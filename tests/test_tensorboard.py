@@ -8,6 +8,7 @@ from pathlib import Path
 import crc32c
 import pytest
 import torch
+import yaml
 from pytorch_lightning.loggers import TensorBoardLogger as LightningLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as python_crc
@@ -58,3 +59,27 @@ def test_c_checksum_equals_tensorboards_own() -> None:
         data = os.urandom(n)
         assert masked_crc32c(crc32c.crc32c(data)) == python_crc(data)
     assert fast_event_checksums()
+
+
+def test_hparams_yaml_holds_the_last_logged_hyperparameters(tmp_path: Path) -> None:
+    # Lightning writes hparams.yaml once, at fit start, when nothing is logged yet ({});
+    # initlab's logger rewrites it on each save that has hyperparameters
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="run")
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.save()
+    path = Path(logger.log_dir) / "hparams.yaml"
+    assert yaml.safe_load(path.read_text()) == {}
+    params = {"init": "he", "seed": 3, "model.width": 128, "optimizer.lr": 0.05,
+              "dataset.standardize": True, "max_steps": None, "status": "completed"}
+    logger.log_hyperparams(params, metrics={"hparams/best_val_acc": 0.9})
+    logger.finalize("success")
+    assert yaml.safe_load(path.read_text()) == params
+    assert list(yaml.safe_load(path.read_text())) == list(params)  # logged order
+
+
+def test_hparams_yaml_with_other_values_goes_through_lightning(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="run")
+    logger.log_hyperparams({"channels": [4, 8], "init": "he"})
+    logger.save()
+    text = (Path(logger.log_dir) / "hparams.yaml").read_text()
+    assert yaml.safe_load(text) == {"channels": [4, 8], "init": "he"}

@@ -12,14 +12,22 @@ so TensorBoard shows the curves no later than before.
 Without TensorFlow, TensorBoard checksums each event record with a pure-Python CRC-32C
 (about 1 us per byte, on its writer thread, holding the GIL that training needs);
 ``fast_event_checksums`` swaps in the C implementation of the ``crc32c`` package.
+
+``hparams.yaml`` holds the hyperparameters last logged: Lightning writes the file only
+once, at the start of fit, when initlab has logged none yet (``{}``); here each ``save``
+with hyperparameters rewrites it, so the file ends with the run's axes and config (those
+of the HParams tab). It is dumped with PyYAML directly when every value is a plain
+scalar: Lightning's round trip through OmegaConf costs about 3.5 ms for the ~60 keys.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
 from pytorch_lightning.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
@@ -39,6 +47,12 @@ def fast_event_checksums() -> bool:
         return False
     record_writer.masked_crc32c = lambda data: masked_crc32c(crc32c.crc32c(data))
     return True
+
+
+def plain_hparams(hparams: Any) -> bool:
+    """Whether ``hparams`` is a mapping of plain scalars (None, bool, int, float, str)."""
+    return isinstance(hparams, Mapping) and all(
+        v is None or type(v) in (bool, int, float, str) for v in hparams.values())
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
@@ -93,9 +107,17 @@ class TensorBoardLogger(LightningTensorBoardLogger):
                 summary = Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in values])
                 writer.add_summary(summary, step, walltime)
 
+    @rank_zero_only
     def save(self) -> None:
         self.write_pending()
-        super().save()
+        if not plain_hparams(self.hparams) or "://" in str(self.log_dir):
+            super().save()  # Lightning's: OmegaConf, fsspec
+            return
+        self.experiment.flush()
+        path = os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)
+        if os.path.isdir(self.log_dir) and (self.hparams or not os.path.isfile(path)):
+            with open(path, "w", encoding="utf-8") as f:
+                yaml.safe_dump(dict(self.hparams), f, sort_keys=False)
 
     def finalize(self, status: str) -> None:
         self.write_pending()
