@@ -176,15 +176,17 @@ class MemberDiagnostics:
             return
         outs = self._stacked_outputs(plan, x, shared)
         self._logged_since_capture = False
-        counts = member_dead_counts(outs, [d for _, _, d, _ in plan],
-                                    [act for *_, act in plan]).tolist()
+        dims = [d for _, _, d, _ in plan]
+        counts = member_dead_counts(outs, dims, [act for *_, act in plan]).tolist()
+        # units per layer: the unit dim of a member's output, after the member axis
+        units = [o.shape[d % (o.dim() - 1) + 1] for o, d in zip(outs, dims, strict=True)]
+        tags = [f"diag/dead_frac/{LAYER_PREFIX}{name}" for name, *_ in plan]
         for j, is_frozen in enumerate(frozen.tolist()):
             if is_frozen:
                 continue
             if s.dead_frac:
-                self._write(j, {f"diag/dead_frac/{LAYER_PREFIX}{name}": c[j] / o.shape[d % (
-                    o.dim() - 1) + 1] for (name, _, d, _), c, o in zip(plan, counts, outs,
-                                                                        strict=True)}, step)
+                self._write(j, {tag: c[j] / n for tag, c, n in zip(tags, counts, units,
+                                                                   strict=True)}, step)
             if s.histograms:
                 for (name, *_), o in zip(plan, outs, strict=True):
                     self._histogram(j, f"diag/activations/{LAYER_PREFIX}{name}",
