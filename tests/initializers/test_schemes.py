@@ -253,3 +253,13 @@ def test_sparse_counts():
     conv = nn.Conv2d(4, 6, 3)
     initialize(conv, "sparse", seed=0, num_nonzero=5, std=0.5)
     assert torch.all((conv.weight.reshape(6, -1) != 0).sum(dim=1) == 5)
+
+
+def test_sparse_refuses_a_sparsity_that_keeps_no_weight():
+    # 0.96 of 10 inputs rounds to 10 zeros: the unit would be all zeros
+    with pytest.raises(ValueError, match=r"0.weight: init.sparsity=0.96 leaves no nonzero weight in "
+                                         r"a unit with 10 inputs; allowed: 0 <= x < 0.95"):
+        initialize(nn.Sequential(nn.Linear(10, 5)), "sparse", seed=0, sparsity=0.96)
+    layer = nn.Linear(10, 5)
+    initialize(layer, "sparse", seed=0, sparsity=0.94)  # rounds to 9 zeros: one kept
+    assert torch.all((layer.weight != 0).sum(dim=1) == 1)

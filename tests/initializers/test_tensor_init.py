@@ -76,6 +76,16 @@ def test_delta_orthogonal_transposed_and_grouped():
         )
 
 
+@pytest.mark.parametrize("layer", [nn.Conv2d(8, 32, 3), nn.Conv1d(16, 16, 5),
+                                   nn.ConvTranspose2d(8, 32, 3), nn.Conv2d(8, 16, 3, groups=2)])
+def test_delta_orthogonal_reports_the_std_it_draws(layer):
+    # the report's std is the weights' RMS: gain * sqrt(n_in / numel), whatever out / in
+    report = initialize(layer, "delta_orthogonal", seed=0, gain=1.3)
+    row = report.find(type(layer).__name__, "weight")
+    rms = layer.weight.double().pow(2).mean().sqrt().item()
+    assert row["std"] == pytest.approx(rms, rel=1e-6)
+
+
 def test_delta_orthogonal_needs_out_at_least_in():
     with pytest.raises(ValueError, match="out_channels=8 < in_channels=16"):
         initialize(nn.Conv2d(16, 8, 3), "delta_orthogonal", seed=0)

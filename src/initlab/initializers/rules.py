@@ -164,8 +164,10 @@ class DeltaOrthogonalRule(OrthogonalRule):
             T.delta_orthogonal_(block, gain, ctx.generator, transposed=slot.transposed)
         except ValueError as err:
             raise ValueError(f"{slot.layer}.{slot.param}: {err}") from None
-        n_out = block.shape[1] if slot.transposed else block.shape[0]
-        return {"rule": self.name, "gain": gain, "std": gain / math.sqrt(block.numel() / n_out)}
+        # the centre tap's n_in orthonormal columns (n_out >= n_in) carry all of the norm:
+        # ||W||^2 = gain^2 n_in
+        n_in = block.shape[0] if slot.transposed else block.shape[1]
+        return {"rule": self.name, "gain": gain, "std": gain / math.sqrt(block.numel() / n_in)}
 
 
 class IdentityRule(OrthogonalRule):
@@ -184,7 +186,10 @@ class SparseRule(Rule):
         self.sparsity, self.num_nonzero, self.std = sparsity, num_nonzero, std
 
     def weight(self, block: torch.Tensor, slot: Slot, ctx: InitContext) -> Info:
-        T.sparse_(block, self.sparsity, self.num_nonzero, self.std, ctx.generator)
+        try:
+            T.sparse_(block, self.sparsity, self.num_nonzero, self.std, ctx.generator)
+        except ValueError as err:
+            raise ValueError(f"{slot.layer}.{slot.param}: {err}") from None
         return {"rule": self.name, "std": self.std}
 
 

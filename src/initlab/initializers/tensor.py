@@ -253,6 +253,9 @@ def sparse_(
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"init.sparsity={sparsity!r} is not allowed; allowed: 0 <= x < 1")
         keep = cols - int(math.floor(sparsity * cols + 0.5))
+        if keep < 1:  # an all-zero unit is not a sparse init
+            raise ValueError(f"init.sparsity={sparsity!r} leaves no nonzero weight in a unit "
+                             f"with {cols} inputs; allowed: 0 <= x < {1 - 0.5 / cols:.6g}")
     else:
         if num_nonzero is None or num_nonzero < 1:
             raise ValueError(f"init.num_nonzero={num_nonzero!r} is not allowed; allowed: int >= 1")
