@@ -232,3 +232,30 @@ def test_seeds_and_global_rng_on_a_resnet(scheme):
     initialize(m, scheme, activation="relu", seed=8)
     assert not all(torch.equal(a, b) for a, b in zip(first, m.parameters(), strict=True))
     assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("scheme,params", [
+    ("he", {"bias": "constant", "bias_value": 0.1}),
+    ("random", {"bias": "scheme"}),
+    ("xavier", {}),
+    ("fixup", {}),
+])
+def test_every_scheme_leaves_fixups_scalars_where_they_change_nothing(scheme, params):
+    # bias1a/1b/2a/2b and scale are the block's reparametrization, not layer biases:
+    # 0 and 1 under every scheme (they once took init.bias's constant or random draws)
+    model = resnet(8)
+    with torch.no_grad():
+        for block in model.stages.modules():
+            for name, value in getattr(block, "NEUTRAL_PARAMS", {}).items():
+                getattr(block, name).fill_(value + 0.5)  # away from neutral first
+    report = initialize(model, scheme, seed=0, **params)
+    blocks = [b for b in model.modules() if hasattr(b, "NEUTRAL_PARAMS")]
+    assert len(blocks) == 3
+    for block in blocks:
+        for name, value in block.NEUTRAL_PARAMS.items():
+            assert getattr(block, name).item() == value, name
+    rows = [r for r in report if r["param"] in ("bias1a", "scale")]
+    assert rows and all(r["rule"] in ("neutral", "fixup_zeros", "fixup_ones")
+                        for r in rows), rows
+    if params.get("bias") == "constant":  # the head's bias still follows init.bias
+        assert torch.all(model.head.bias == 0.1)

@@ -40,6 +40,8 @@ class Slot:
     transposed: bool = False
     #: PyTorch's own default for this parameter: ("uniform", bound) or ("normal", std).
     pytorch_default: tuple[str, float] | None = None
+    #: role "neutral": the value at which the parameter changes nothing
+    neutral: float | None = None
 
     @property
     def layer_type(self) -> str:
@@ -76,6 +78,12 @@ def _rnn_slot(slot: Slot, module: nn.RNNBase | nn.RNNCellBase) -> Slot:
 
 def classify(layer: str, module: nn.Module, name: str, tensor: torch.Tensor) -> Slot:
     slot = Slot(layer=layer, module=module, param=name, tensor=tensor, role="other")
+    # a module's own reparametrization (e.g. Fixup's scalar biases and multiplier in the
+    # ResNet block): set to the value that changes nothing, not treated as a layer's bias
+    neutral = getattr(module, "NEUTRAL_PARAMS", {})
+    if name in neutral:
+        slot.role, slot.neutral = "neutral", float(neutral[name])
+        return slot
     if isinstance(module, NORM_TYPES):
         slot.role = "norm_bias" if name == "bias" else "norm_weight"
         return slot

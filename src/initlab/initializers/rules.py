@@ -235,13 +235,17 @@ def init_slot(slot: Slot, ctx: InitContext, rule: Rule) -> Info:
         with torch.no_grad():
             slot.tensor.fill_(value)
         return {"rule": "ones" if value else "zeros", "std": 0.0}
+    if slot.role == "neutral":
+        with torch.no_grad():
+            slot.tensor.fill_(slot.neutral)
+        return {"rule": "neutral", "std": 0.0}
     return {"rule": "unchanged"}
 
 
 def add_row(ctx: InitContext, slot: Slot, info: Info) -> dict[str, Any]:
     tensor = slot.tensor.detach()
     actual = tensor.float().std().item() if tensor.numel() > 1 else None
-    fans = slot.fans if slot.role not in ("norm_weight", "norm_bias", "other") else None
+    fans = slot.fans if slot.role not in ("norm_weight", "norm_bias", "neutral", "other") else None
     return ctx.report.add(
         layer=slot.layer,
         type=slot.layer_type,

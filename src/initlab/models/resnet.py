@@ -61,6 +61,9 @@ class BasicBlock(nn.Module):
     """
 
     expansion = 1
+    # Fixup's scalars at the values where they change nothing: every init scheme sets
+    # them so (initlab.initializers.layers.classify); fixup sets them the same way
+    NEUTRAL_PARAMS = {"bias1a": 0.0, "bias1b": 0.0, "bias2a": 0.0, "bias2b": 0.0, "scale": 1.0}
 
     def __init__(
         self,
