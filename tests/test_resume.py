@@ -50,3 +50,24 @@ def test_killed_sweep_resumes_without_rerunning_finished_jobs(run_train, tmp_pat
     results = pd.read_csv(sweep / "results.csv")
     assert sorted(results["init"]) == ["he", "random", "xavier"]
     assert (results["status"] == "completed").all()
+
+
+@pytest.mark.slow
+def test_a_sweep_extended_with_more_seeds_counts_each_seed_once(run_train, tmp_path: Path
+                                                                 ) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"paths.output_root={tmp_path}", f"hydra.sweep.dir={sweep}",
+            "model.depth=2", "model.width=32", "trainer.max_epochs=1", "logger=none",
+            "diagnostics=off", "hydra.callbacks.aggregate.plots=false", "init=xavier,he"]
+    run_train([*args, "seed=0,1"], check=True)
+    run_train([*args, "seed=0,1,2"], check=True)
+    # he's jobs moved from 2, 3 to 3, 4: seeds 0 and 1 of he ran again in new folders
+    # (xavier's 0 and 1 kept their job numbers and were skipped)
+    results = pd.read_csv(sweep / "results.csv")
+    assert len(results) == 8 and (results["status"] == "completed").all()
+    dup = results.dropna(subset=["duplicate_of"]).sort_values("run")
+    assert [r.split("_")[0] for r in dup["run"]] == ["3", "4"]
+    assert [r.split("_")[0] for r in dup["duplicate_of"]] == ["2", "3"]
+    assert list(dup["init"]) == ["he", "he"] and list(dup["seed"]) == [0, 1]
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert sorted(summary["n"]) == [3, 3]  # three seeds each, none counted twice

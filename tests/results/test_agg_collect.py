@@ -185,3 +185,37 @@ def test_odd_sweeps_do_not_crash(tmp_path, make_run, case) -> None:
         assert "runner-up he, init.gain=1.0" in report
     if case == "only_failed":
         assert "No configuration has a completed run" in report
+
+
+def test_a_run_done_twice_counts_once(tmp_path, make_run) -> None:
+    # a sweep rerun with more seeds: Hydra's job numbers shift, so seeds 0 and 1 are
+    # trained again in new folders next to the old ones
+    sweep = tmp_path / "sweep"
+    for num, seed in enumerate((0, 1)):
+        make_run(sweep, num, seed=seed, val=(0.5, 0.80 + seed / 100))
+    for num, seed in enumerate((0, 1, 2), start=2):
+        make_run(sweep, num, seed=seed, val=(0.5, 0.80 + seed / 100))
+    make_run(sweep, 5, seed=0, status="failed")  # a failed copy never counts first
+    written = aggregate(sweep)
+    res = pd.read_csv(written["results"])
+    assert len(res) == 6  # every folder keeps its row
+    dup = res.set_index("run")["duplicate_of"].dropna().to_dict()
+    assert dup == {"2_init=he,activation=relu,seed=0": "0_init=he,activation=relu,seed=0",
+                   "3_init=he,activation=relu,seed=1": "1_init=he,activation=relu,seed=1",
+                   "5_init=he,activation=relu,seed=0": "0_init=he,activation=relu,seed=0"}
+    (row,) = pd.read_csv(written["summary"]).to_dict("records")
+    assert (row["n"], row["n_completed"], row["n_failed"]) == (3, 3, 0)  # seeds 0, 1, 2
+    assert row["best_val_acc_mean"] == pytest.approx(0.81)
+    assert row["best_val_acc_std"] == pytest.approx(0.01)
+    report = written["report"].read_text()
+    assert "3 run folder(s) repeat the configuration and seed of another run" in report
+    assert "3 runs: 3 completed" in report
+
+
+def test_same_seed_in_another_configuration_is_not_a_duplicate(tmp_path, make_run) -> None:
+    sweep = tmp_path / "sweep"
+    make_run(sweep, 0, init="he", seed=0)
+    make_run(sweep, 1, init="xavier", seed=0)
+    make_run(sweep, 2, init="he", seed=0, config={"optimizer.lr": 0.01})
+    res = pd.read_csv(aggregate(sweep, plots=False)["results"])
+    assert "duplicate_of" not in res.columns and len(res) == 3

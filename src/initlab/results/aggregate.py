@@ -19,6 +19,12 @@ Rules (also in docs/results.md):
   (optimizer, depth, lr, ...) - so that only the init settings compete: by mean best
   validation accuracy, highest first (regression: mean best validation loss, lowest
   first).  Configurations without a completed run get no rank.
+* Two run folders with the same configuration, seed included, are one run done twice
+  (e.g. a sweep rerun with more seeds: Hydra's job numbers shift, so finished runs are
+  trained again in new folders).  Both keep their row in results.csv; the second (in
+  folder order, after the finished ones) gets ``duplicate_of`` = the first's folder and
+  is left out of summary.csv, the plots and the report's statistics, so that a seed is
+  never counted twice.
 """
 
 from __future__ import annotations
@@ -290,7 +296,7 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
             frame[col] = pd.Series([None] * len(frame), dtype=object if col in (
                 "run", "status", "task", *AXES_NO_SEED, *ERROR_COLUMNS) else float)
     frame = _fix_ints(frame, (int_keys - float_keys) | (INT_COLUMNS & int_keys))
-    frame = _order_columns(frame)
+    frame = mark_duplicates(_order_columns(frame))
     diag = pd.DataFrame()
     if diag_frames:
         keep = ["run", "status", *AXES]
@@ -303,6 +309,45 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
                 flat.append(out)
         diag = pd.DataFrame(flat)
     return Scan(frame, diag, init_histograms)
+
+
+STATUS_ORDER = {s: i for i, s in enumerate(STATUSES)}  # which copy of a run counts
+
+
+def mark_duplicates(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with a ``duplicate_of`` column (the folder of the copy that counts)
+    when two or more run folders hold the same configuration, seed included (the task,
+    the axes and every ``cfg.*`` key equal; rows without a known config are never
+    duplicates). The copy
+    that counts is the first finished one in folder order (completed before diverged
+    before failed before incomplete)."""
+    cfg = [c for c in results.columns if c.startswith("cfg.")]
+    if results.empty or not cfg:
+        return results
+    known = results[cfg].notna().any(axis=1)
+    same = [c for c in ("task", *AXES) if c in results] + cfg
+    key = pd.Series(["\x1f".join(map(str, row)) for row in results[same].to_numpy()],
+                    index=results.index)
+    order = results["status"].map(STATUS_ORDER).fillna(len(STATUSES))
+    duplicate_of = pd.Series([None] * len(results), index=results.index, dtype=object)
+    for _, rows in results[known].groupby(key[known], sort=False):
+        if len(rows) > 1:
+            first = order[rows.index].sort_values(kind="stable").index[0]
+            duplicate_of[rows.index.drop(first)] = results.at[first, "run"]
+    if duplicate_of.notna().any():
+        results = results.copy()
+        results.insert(results.columns.get_loc("status") + 1, "duplicate_of", duplicate_of)
+        log.warning("%d run folder(s) repeat another run's configuration and seed: listed "
+                    "in results.csv with duplicate_of, counted once",
+                    int(duplicate_of.notna().sum()))
+    return results
+
+
+def counted(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows that count in statistics: all but the duplicates (``mark_duplicates``)."""
+    if "duplicate_of" not in results:
+        return results
+    return results[results["duplicate_of"].isna()]
 
 
 def collect(sweep_dir: str | Path) -> pd.DataFrame:
@@ -534,7 +579,8 @@ def aggregate(
     if not sweep.is_dir():
         raise NotASweepError(f"{sweep} is not a folder")
     found = scan(sweep)
-    results = found.results
+    everything = found.results  # results.csv: every run folder
+    results = counted(everything)  # the statistics, plots and report: each run once
     keys = sweep_keys(results)
     heat_axes: tuple[str, str] | None = None
     if plots and not results.empty:
@@ -546,7 +592,7 @@ def aggregate(
             heat_axes = default_heatmap_axes(results)
     summary = summarize(results, keys)
     written: dict[str, Path] = {
-        "results": write_csv(sweep / RESULTS_FILE, results),
+        "results": write_csv(sweep / RESULTS_FILE, everything),
         "summary": write_csv(sweep / SEED_SUMMARY_FILE, summary),
     }
     figures: dict[str, Path] = {}
@@ -563,7 +609,8 @@ def aggregate(
                       type(exc).__name__, exc, exc_info=True)
     from initlab.results.report import build_report
 
-    text = build_report(sweep, results, summary, keys=keys, plots=figures)
+    text = build_report(sweep, results, summary, keys=keys, plots=figures,
+                        duplicates=everything[~everything.index.isin(results.index)])
     written["report"] = atomic_write_text(sweep / REPORT_FILE, text)
     return written
 

@@ -359,12 +359,20 @@ def build_report(
     summary: pd.DataFrame,
     keys: SweepKeys | None = None,
     plots: dict[str, Path] | None = None,
+    duplicates: pd.DataFrame | None = None,
 ) -> str:
-    """The text of report.md (markdown; plots linked relative to the sweep folder)."""
+    """The text of report.md (markdown; plots linked relative to the sweep folder).
+    ``duplicates``: run folders left out because they repeat another run (named)."""
     sweep = Path(sweep_dir)
     head = [f"# Sweep report: {sweep.name}",
             f"{status_line(results)}. Rebuild with `python scripts/aggregate.py {sweep}`; "
             "per-run rows in `results.csv`, per-configuration statistics in `summary.csv`."]
+    if duplicates is not None and len(duplicates):
+        pairs = ", ".join(f"`{r}` (= `{d}`)" for r, d in
+                          zip(duplicates["run"], duplicates["duplicate_of"], strict=True))
+        head.append(f"{len(duplicates)} run folder(s) repeat the configuration and seed of "
+                    f"another run and are counted once (`duplicate_of` in results.csv): "
+                    f"{pairs}.")
     if results.empty:
         return "\n\n".join([*head, "No run folders found."]) + "\n"
     keys = keys or sweep_keys(results)
