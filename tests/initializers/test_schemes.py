@@ -257,8 +257,9 @@ def test_sparse_counts():
 
 def test_sparse_refuses_a_sparsity_that_keeps_no_weight():
     # 0.96 of 10 inputs rounds to 10 zeros: the unit would be all zeros
-    with pytest.raises(ValueError, match=r"0.weight: init.sparsity=0.96 leaves no nonzero weight in "
-                                         r"a unit with 10 inputs; allowed: 0 <= x < 0.95"):
+    with pytest.raises(ValueError, match=r"0.weight: init.sparsity=0.96 leaves no nonzero "
+                                         r"weight in a unit with 10 inputs; allowed: "
+                                         r"0 <= x < 0.95"):
         initialize(nn.Sequential(nn.Linear(10, 5)), "sparse", seed=0, sparsity=0.96)
     layer = nn.Linear(10, 5)
     initialize(layer, "sparse", seed=0, sparsity=0.94)  # rounds to 9 zeros: one kept

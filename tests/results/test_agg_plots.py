@@ -244,3 +244,28 @@ def test_init_histograms_of_one_run(tmp_path, make_run, png_ok) -> None:
     aggregate(sweep)
     assert png_ok(sweep / "plots" / "init_histograms.png")
     assert "plots/init_histograms.png" in (sweep / "report.md").read_text()
+
+
+def test_epochs_to_target_box_is_over_the_completed_runs_only(tmp_path, make_run,
+                                                              monkeypatch, png_ok) -> None:
+    # as summary.csv's epochs_to_target_mean: the box is over completed runs that reached
+    # the target; a run that reached it and diverged later is an x mark, not in the box
+    from matplotlib.axes import Axes
+
+    boxes = []
+    real = Axes.boxplot
+
+    def spy(self, x, *args, **kwargs):
+        boxes.append(sorted(float(v) for v in x[0]))
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "boxplot", spy)
+    sweep = tmp_path / "s"
+    make_run(sweep, 0, seed=0, val=(0.5, 0.95))  # reached at epoch 2
+    make_run(sweep, 1, seed=1, val=(0.5, 0.8, 0.95))  # at epoch 3
+    make_run(sweep, 2, seed=2, val=(0.95,), status="diverged")  # at epoch 1, diverged
+    results = collect(sweep)
+    assert sorted(results["epochs_to_target"]) == [1, 2, 3]
+    written = plots.plot_all(sweep, results)
+    assert png_ok(written["epochs_to_target"])
+    assert boxes == [[2.0, 3.0]]

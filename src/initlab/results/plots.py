@@ -396,7 +396,8 @@ def plot_heatmap(
 
 def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path | None:
     """Epochs to reach ``target_metric`` per init setting, one point per run (box over the
-    runs that reached it); runs that never did sit on the "not reached" row."""
+    completed runs that reached it; diverged runs are x marks); runs that never did sit on
+    the "not reached" row."""
     runs = results[results["status"].isin(["completed", "diverged"]) & attributed(results)]
     if runs.empty or "epochs_to_target" not in runs:
         return None
@@ -424,14 +425,16 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
         for x, h in enumerate(hues):
             g = sub[hue == h]
             e = ept[g.index]
-            reached = e.dropna().to_numpy(dtype=float)
+            div = g["status"].eq("diverged").to_numpy()
+            # the box over the completed runs that reached the target, as summary.csv's
+            # mean; a diverged run is drawn as an x on its own
+            reached = e[~div].dropna().to_numpy(dtype=float)
             if reached.size >= 2:
                 ax.boxplot([reached], positions=[x], widths=0.5, showfliers=False,
                            medianprops={"color": layout.colors[h]})
             offsets = np.linspace(-0.15, 0.15, len(g)) if len(g) > 1 else np.zeros(1)
             xs = x + offsets
             ys = e.fillna(top).to_numpy(dtype=float)
-            div = g["status"].eq("diverged").to_numpy()
             hit = e.notna().to_numpy()
             color = layout.colors[h]
             for mask, marker, face in ((hit & ~div, "o", color), (~hit & ~div, "o", "none"),
