@@ -12,7 +12,8 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 
 class Diverged(RuntimeError):
-    """Raised to stop a run at once when the training loss is NaN or infinite."""
+    """Raised to stop a run at once when the training loss is NaN or infinite: at optimizer
+    step ``step`` (from 0) of epoch ``epoch`` (from 1, as history.csv's epochs)."""
 
     def __init__(self, step: int, epoch: int, value: float) -> None:
         super().__init__(f"training loss became {value} at step {step} (epoch {epoch})")
@@ -38,7 +39,8 @@ class DivergenceGuard(pl.Callback):
         for i, v in enumerate(values):
             if is_divergent(v, self.max_loss):
                 step = trainer.global_step - len(values) + i
-                raise Diverged(step, trainer.current_epoch, v)
+                # epochs numbered from 1, as history.csv, best_epoch and epochs_to_target
+                raise Diverged(step, trainer.current_epoch + 1, v)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int

@@ -92,8 +92,9 @@ def write_run(
             summary["test_acc"] = val[-1]
     if status == "diverged":
         summary.update(diverged_step=diverged_step if diverged_step is not None else 25,
-                       diverged_epoch=len(val),
-                       error=error or "training loss became nan at step 25 (epoch 2)")
+                       diverged_epoch=len(val) + 1,
+                       error=error or f"training loss became nan at step 25 (epoch "
+                                      f"{len(val) + 1})")
     if status == "failed":
         summary.update(error_type=error_type or "RuntimeError", error=error or "boom",
                        traceback="Traceback ...")

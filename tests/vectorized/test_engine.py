@@ -102,6 +102,9 @@ def test_exploding_member_is_diverged_and_the_other_completes(compose_cfg, tmp_p
     assert ordinary["status"] == "diverged"
     assert (boom["diverged_step"], boom["diverged_epoch"]) == (
         ordinary["diverged_step"], ordinary["diverged_epoch"])
+    # epochs from 1, as history.csv: the epoch after the last finished one
+    assert ordinary["diverged_epoch"] == ordinary["epochs_run"] + 1 >= 1
+    assert f"(epoch {ordinary['diverged_epoch']})" in ordinary["error"]
     hist = pd.read_csv(tmp_path / "m0" / "history.csv") if boom["epochs_run"] else None
     assert hist is None or len(hist) == boom["epochs_run"]
 
@@ -138,10 +141,10 @@ def test_a_diverged_member_is_frozen() -> None:  # the engine alone, no config
     step, epoch, value = trainer.logs[0].diverged
     assert value > 1e3 and step >= 0
     # member 0's weights stopped changing and stayed finite (the failing step not applied)
-    for a in seen[epoch:]:
+    for a in seen[epoch - 1:]:  # epoch counts from 1
         for name, t in a.items():
             assert torch.equal(t, seen[-1][name]) and torch.isfinite(t).all(), name
-    assert len(trainer.logs[0].history) == epoch
+    assert len(trainer.logs[0].history) == epoch - 1
     if step == 0:  # diverged on its first step: it keeps exactly its initial weights
         for name, t in before.items():
             assert torch.equal(seen[-1][name], t), name

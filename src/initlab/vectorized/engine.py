@@ -391,8 +391,9 @@ class VectorizedTrainer:
         frozen = self.frozen.tolist()
         new = [j for j in bad if not frozen[j]]
         for j in new:
-            # as DivergenceGuard: the index of the optimizer step that failed
-            self.logs[j].diverged = (self.global_step, epoch, losses[j])
+            # as DivergenceGuard: the index of the optimizer step that failed, the epoch
+            # numbered from 1
+            self.logs[j].diverged = (self.global_step, epoch + 1, losses[j])
         if new:
             mask = torch.zeros_like(self.frozen)
             mask[new] = True
