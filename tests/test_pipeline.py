@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from initlab.pipeline import run
+from initlab.pipeline import history_metrics, run
 from initlab.resume import finished_summary, last_checkpoint
 
 NO_LOG = ["logger=none", "diagnostics=off"]
@@ -109,3 +109,19 @@ def test_bf16_mixed_precision_trains_on_cpu(compose_cfg, tmp_path: Path) -> None
     assert s["status"] == "completed", s.get("traceback")
     assert s["config"]["trainer.precision"] == "bf16-mixed"
     assert s["best_val_acc"] > 0.5  # 10 classes: chance is 0.1
+
+
+def _rows(**cols: list) -> list[dict]:
+    n = len(next(iter(cols.values())))
+    return [{"epoch": i + 1, **{k: v[i] for k, v in cols.items()}} for i in range(n)]
+
+
+def test_best_epoch_is_the_first_at_the_best_value() -> None:
+    # classification: ties on val_acc go to the earliest epoch
+    out = history_metrics(_rows(val_acc=[0.5, 0.8, 0.7, 0.8], val_loss=[1.0, 0.6, 0.5, 0.7]),
+                          None, "classification")
+    assert (out["best_val_acc"], out["best_epoch"], out["best_val_loss"]) == (0.8, 2, 0.5)
+    # regression: no accuracy; the epoch of the lowest validation loss (NaN skipped)
+    out = history_metrics(_rows(val_loss=[0.9, float("nan"), 0.4, 0.4, 0.6]), 0.5,
+                          "regression")
+    assert (out["best_val_loss"], out["best_epoch"], out["epochs_to_target"]) == (0.4, 3, 3)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from pathlib import Path
@@ -72,12 +73,17 @@ def history_metrics(
     for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
         if key in last:
             out[f"final_{key}"] = last[key]
-    vals = [(r["val_acc"], r["epoch"]) for r in history if r.get("val_acc") is not None]
+    # best_epoch: the first epoch at the best value of the ranking metric (validation
+    # accuracy; validation loss without one, e.g. regression)
+    vals = [(r["val_acc"], -r["epoch"]) for r in history if r.get("val_acc") is not None]
     if vals:
-        out["best_val_acc"], out["best_epoch"] = max(vals)
-    losses = [r["val_loss"] for r in history if r.get("val_loss") is not None]
+        best, neg_epoch = max(vals)
+        out["best_val_acc"], out["best_epoch"] = best, -neg_epoch
+    losses = [(r["val_loss"], r["epoch"]) for r in history
+              if r.get("val_loss") is not None and not math.isnan(r["val_loss"])]
     if losses:
-        out["best_val_loss"] = min(losses)
+        out["best_val_loss"], epoch = min(losses)
+        out.setdefault("best_epoch", epoch)
     train_losses = [r["train_loss"] for r in history if r.get("train_loss") is not None]
     if train_losses:
         out["best_train_loss"] = min(train_losses)
