@@ -50,6 +50,10 @@ def test_exploding_run_is_recorded_as_diverged(compose_cfg, tmp_path: Path) -> N
     assert s["status"] == "diverged"
     assert s["diverged_step"] >= 0
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+    # it diverged in its first epoch: history.csv is an empty table with the usual header
+    assert (s["diverged_epoch"], s["epochs_run"]) == (1, 0)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history.empty and list(history.columns)[:3] == ["epoch", "step", "train_loss"]
 
 
 def test_bad_config_is_recorded_as_failed_with_key(compose_cfg, tmp_path: Path) -> None:

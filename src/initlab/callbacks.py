@@ -76,6 +76,8 @@ class HistoryRecorder(pl.Callback):
         "val_loss": "val/loss",
         "val_acc": "val/acc",
     }
+    # history.csv's header when no epoch finished (a run that diverged in its first)
+    COLUMNS = ("epoch", "step", *KEYS, "lr", "time_s")
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []

@@ -272,7 +272,7 @@ def run(
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
         return summary
-    write_csv(out / HISTORY_FILE, history.rows)
+    write_csv(out / HISTORY_FILE, history.rows, HistoryRecorder.COLUMNS)
     write_json(out / SUMMARY_FILE, summary)
     if logger is not None:
         _log_hparams(logger, summary)

@@ -47,3 +47,11 @@ def test_dataframes_are_written_by_pandas(tmp_path: Path) -> None:
     frame = pd.DataFrame({"run": ["x", "y"], "best_val_acc": [0.9, np.nan]})
     path = write_csv(tmp_path / "results.csv", frame)
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(path.read_text())), frame)
+
+
+def test_no_rows_gives_the_header_so_the_file_reads_as_an_empty_table(tmp_path) -> None:
+    # a run that diverged in its first epoch has no history rows
+    path = write_csv(tmp_path / "history.csv", [], ("epoch", "step", "train_loss"))
+    frame = pd.read_csv(path)
+    assert frame.empty and list(frame.columns) == ["epoch", "step", "train_loss"]
+    assert csv_text([{"a": 1}], ("x",)) == "a\n1\n"  # rows decide the columns when given

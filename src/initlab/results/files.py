@@ -16,7 +16,7 @@ import math
 import numbers
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +76,14 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def csv_text(rows: Iterable[dict[str, Any]]) -> str:
+def csv_text(rows: Iterable[dict[str, Any]], empty_columns: Sequence[str] = ()) -> str:
     """The CSV of ``rows`` (columns in order of first appearance, missing cells empty),
-    read back by ``pd.read_csv`` as ``pd.DataFrame(rows)``. Written with the ``csv``
-    module: building and formatting a DataFrame for a run's 10-row history took 0.2-0.3
-    ms, more than the rest of the write."""
+    read back by ``pd.read_csv`` as ``pd.DataFrame(rows)``; without rows, the header
+    ``empty_columns`` (so that the file still reads as an empty table). Written with the
+    ``csv`` module: building and formatting a DataFrame for a run's 10-row history took
+    0.2-0.3 ms, more than the rest of the write."""
     rows = list(rows)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or list(empty_columns)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -90,8 +91,11 @@ def csv_text(rows: Iterable[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_csv(path: str | Path, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
-    text = rows.to_csv(index=False) if isinstance(rows, pd.DataFrame) else csv_text(rows)
+def write_csv(path: str | Path, rows: Iterable[dict[str, Any]] | pd.DataFrame,
+              empty_columns: Sequence[str] = ()) -> Path:
+    """``rows`` (dicts, see ``csv_text``, or a DataFrame) as a CSV file, atomically."""
+    text = (rows.to_csv(index=False) if isinstance(rows, pd.DataFrame)
+            else csv_text(rows, empty_columns))
     return atomic_write_text(path, text)
 
 

@@ -122,7 +122,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
 
-    from initlab.callbacks import Diverged
+    from initlab.callbacks import Diverged, HistoryRecorder
     from initlab.data.batcher import TensorBatcher
     from initlab.diagnostics.callbacks import TrainingDiagnostics
     from initlab.models.activations import activation_factory
@@ -274,7 +274,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         s.update(vectorized_k=k_all, job_wall_time_s=wall, wall_time_basis=WALL_TIME_BASIS)
         if job is not None:
             s["vectorized_job"] = job
-        write_csv(m.output_dir / HISTORY_FILE, rows)
+        write_csv(m.output_dir / HISTORY_FILE, rows, HistoryRecorder.COLUMNS)
         write_json(m.output_dir / SUMMARY_FILE, s)
     for logger, s in zip(loggers, summaries, strict=True):
         if logger is not None:
