@@ -269,3 +269,34 @@ def test_epochs_to_target_box_is_over_the_completed_runs_only(tmp_path, make_run
     written = plots.plot_all(sweep, results)
     assert png_ok(written["epochs_to_target"])
     assert boxes == [[2.0, 3.0]]
+
+
+def test_a_panel_says_which_init_has_no_curve_in_it(tmp_path, make_run, monkeypatch,
+                                                    png_ok) -> None:
+    # he diverged in its first epoch with relu only: the relu panel says so (the legend
+    # cannot: he has a curve in the tanh panel)
+    from matplotlib.axes import Axes
+
+    notes = []
+    real = Axes.text
+
+    def spy(self, x, y, s, *args, **kwargs):
+        notes.append((self, s))
+        return real(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "text", spy)
+    sweep = tmp_path / "s"
+    n = 0
+    for act in ("relu", "tanh"):
+        for seed in (0, 1):
+            make_run(sweep, n, init="xavier", activation=act, seed=seed)
+            diverged = act == "relu"
+            make_run(sweep, n + 1, init="he", activation=act, seed=seed,
+                     val=() if diverged else (0.5, 0.8),
+                     status="diverged" if diverged else "completed")
+            n += 2
+    written = plots.plot_all(sweep, collect(sweep))
+    assert png_ok(written["val_acc"])
+    mine = [s for _, s in notes if s.startswith("no epoch recorded")]
+    assert mine and set(mine) == {"no epoch recorded: he (2 diverged)"}
+    assert {ax.get_title() for ax, s in notes if s in mine} == {"activation=relu"}

@@ -243,8 +243,9 @@ def plot_curves(
 ) -> Path | None:
     """Mean +- std over seeds (completed runs) of ``metric`` per epoch; one panel per
     facet, one colour per init setting; diverged runs dashed.  ``rows``: the runs this
-    figure is about; init settings among them without any curve get a legend entry that
-    says why (e.g. every run diverged in its first epoch)."""
+    figure is about; init settings among them without any curve get a note that says why
+    (e.g. every run diverged in its first epoch): in the panel where their curve is
+    missing, and in the legend when it is missing from every panel."""
     data = hist[["row", "epoch", metric]].dropna()
     if data.empty:
         return None
@@ -254,8 +255,19 @@ def plot_curves(
     facets = _cap([f for f in layout.facets if f in set(data["facet"])], path.name)
     fig, axes = _grid(len(facets), ncols=layout.ncols)
     any_div = False
+
+    def why(runs: pd.Index) -> str:  # e.g. "2 diverged"
+        return ", ".join(f"{n} {st}" for st, n in status.loc[runs].value_counts().items())
+
     for ax, facet in zip(axes, facets, strict=True):
         sub = data[data["facet"] == facet]
+        if rows is not None:  # init settings of this panel without a curve in it
+            mine = layout.hue.loc[rows][layout.facet.loc[rows] == facet]
+            missing = [h for h in layout.hues if h in set(mine) and h not in set(sub["hue"])]
+            if missing:
+                ax.text(0.02, 0.02, "no epoch recorded: " + "; ".join(
+                    f"{h} ({why(mine.index[mine == h])})" for h in missing),
+                    transform=ax.transAxes, fontsize=7, va="bottom", color="dimgrey")
         for hue in layout.hues:
             g = sub[sub["hue"] == hue]
             if g.empty:
@@ -291,10 +303,8 @@ def plot_curves(
     if rows is not None:
         hues = layout.hue.loc[rows]
         for h in [h for h in layout.hues if h in set(hues) and h not in drawn]:
-            counts = status.loc[hues.index[hues == h]].value_counts()
-            why = ", ".join(f"{n} {st}" for st, n in counts.items())
             extra.append(Line2D([], [], color=layout.colors[h], lw=0.8, ls=":",
-                                label=f"{h}: no epoch recorded ({why})"))
+                                label=f"{h}: no epoch recorded ({why(hues.index[hues == h])})"))
     _legend(fig, [h for h in layout.hues if h in drawn], layout.colors, extra, "init")
     fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: mean \u00b1 std over seeds",
                  fontsize=10)
