@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
 
 from initlab.results.aggregate import aggregate
 
@@ -93,3 +94,34 @@ def test_report_embeds_plots_with_relative_links(basic_sweep) -> None:
     assert "plots/val_acc.png" in links and "plots/heatmap.png" in links
     for link in links:
         assert not link.startswith("/") and (basic_sweep / link).is_file()
+
+
+def test_a_target_nobody_reached_is_said(tmp_path, make_run) -> None:
+    # target 0.9, best accuracies below it: the column stays, with "(0/n reached)"
+    sweep = _sweep(tmp_path, make_run, {"xavier": [0.80, 0.82], "he": [0.85, 0.86]})
+    report = aggregate(sweep, plots=False)["report"].read_text()
+    assert report.count("(0/2 reached)") == 2
+
+
+def test_an_infinite_metric_is_left_out_of_the_test_as_of_the_mean(tmp_path,
+                                                                    make_run) -> None:
+    sweep = tmp_path / "sweep"
+    inf = float("inf")
+    runs = [("xavier", (0.5, 0.30)), ("xavier", (0.5, 0.32)), ("xavier", (0.5, 0.31)),
+            ("he", (0.5, 0.20)), ("he", (0.5, 0.21)), ("he", (inf, inf))]
+    for n, (init, val) in enumerate(runs):
+        make_run(sweep, n, init=init, seed=n % 3, task="regression", val=val, target=None)
+    written = aggregate(sweep, plots=False)
+    summ = pd.read_csv(written["summary"]).set_index("init")
+    assert summ.loc["he", "best_val_loss_mean"] == pytest.approx(0.205)  # the two finite
+    winner = next(line for line in written["report"].read_text().splitlines()
+                  if "**Winner:" in line)
+    assert "**Winner: he**" in winner and "Welch's t-test p = " in winner
+    assert "n/a ()" not in winner
+
+
+def test_a_single_configuration_is_not_said_to_be_the_only_survivor(tmp_path,
+                                                                     make_run) -> None:
+    sweep = _sweep(tmp_path, make_run, {"he": [0.9, 0.92]})
+    report = aggregate(sweep, plots=False)["report"].read_text()
+    assert "the only configuration in this group; no comparison" in report

@@ -192,8 +192,9 @@ def _winner_text(
         if len(unranked):
             extra = " (" + "; ".join(f"{_label(r, hue)}: no completed run"
                                      for _, r in unranked.iterrows()) + ")"
-        return (f"**Winner: {w_label}** - the only configuration with completed runs{extra}; "
-                "no comparison.")
+        only = ("the only configuration in this group" if not len(unranked) else
+                "the only configuration with completed runs")
+        return f"**Winner: {w_label}** - {only}{extra}; no comparison."
     r = ranked.iloc[1]
     r_label = _label(r, hue)
     wm, rm = float(w[f"{metric}_mean"]), float(r[f"{metric}_mean"])
@@ -241,8 +242,9 @@ def _ranking_section(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKe
         else:
             cols = ["best_val_loss", "final_val_loss", "test_loss", "final_train_loss",
                     "epochs_to_target"]
+        # epochs to target stays when no configuration reached it: "(0/2 reached)" says so
         cols = [c for c in cols if f"{c}_mean" in block and block[f"{c}_mean"].notna().any()
-                or c == metric]
+                or c == metric or (c == "epochs_to_target" and "n_reached_target" in block)]
         header = ["rank", "init" if hue == ["init"] else "init setting",
                   "runs (ok/div/fail/inc)"] + [METRIC_NAMES.get(c, c) for c in cols]
         rows = []

@@ -16,8 +16,10 @@ SIGNIFICANCE = 0.05  # two-sided p-value threshold of the report's significance 
 
 
 def _clean(values: Iterable[float]) -> np.ndarray:
+    """The finite values: NaN is missing, and an infinite metric is left out of the test
+    as it is out of summary.csv's mean (it would make the test undefined)."""
     arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
-    return arr[~np.isnan(arr)]
+    return arr[np.isfinite(arr)]
 
 
 def ci95_halfwidth(std: float, n: int) -> float:
@@ -77,7 +79,7 @@ class Comparison:
 
 def welch(a: Iterable[float], b: Iterable[float]) -> Comparison:
     """Two-sided Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``) on the
-    non-NaN values.  Needs at least two values on each side; with zero spread on both
+    finite values.  Needs at least two values on each side; with zero spread on both
     sides the test is defined only when the means differ (then p = 0)."""
     x, y = _clean(a), _clean(b)
     nan = float("nan")
