@@ -137,3 +137,63 @@ def test_stored_training_step_signature_is_what_lightning_reads() -> None:
     assert inspect.getfullargspec(fn).args == list(code.co_varnames[: code.co_argcount])
     module = InitStudyModule(torch.nn.Linear(2, 2), None, torch.optim.SGD)
     assert is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true", "64-true"])
+def test_lean_validation_runs_in_the_precision_of_lightnings_loop(compose_cfg, tmp_path: Path,
+                                                                   precision: str) -> None:
+    # the lean pass casts its inputs (bf16-true, 64-true: it used to fail on the dtype)
+    # and runs under autocast (bf16-mixed: its val numbers differed from Lightning's)
+    lean, _ = _train(compose_cfg, tmp_path, "lean", "trainer.lean_validation=true",
+                     f"trainer.precision={precision}")
+    loop, _ = _train(compose_cfg, tmp_path, "loop", "trainer.lean_validation=false",
+                     f"trainer.precision={precision}")
+    assert lean["epochs_run"] == loop["epochs_run"] == 3
+    for key in ("final_val_loss", "final_val_acc", "best_val_acc", "final_train_loss"):
+        assert abs(lean[key] - loop[key]) <= 1e-9 * max(1.0, abs(loop[key])), key
+
+
+class UnscaledGradNorms(pl.Callback):
+    """The total gradient norm the optimizer step gets (after the scaler's unscale)."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:  # noqa: ANN001
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g.float()) for g in grads]))))
+
+
+def test_clipping_under_fp16_loss_scaling_clips_the_true_gradients(compose_cfg) -> None:
+    # 16-mixed on a GPU scales the loss; Lightning unscales only inside opt.step, after
+    # the module clips. Here a CPU GradScaler stands in for the GPU's (the same scaler
+    # logic, real Lightning plugin); the clipped gradients must have norm 1, not 1/scale.
+    from hydra.utils import instantiate
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    from initlab.models.activations import activation_factory
+    from initlab.module import InitStudyModule
+
+    cfg = compose_cfg("init=random", "init.std=0.5", "trainer.gradient_clip_val=1.0")
+    pl.seed_everything(0, verbose=False)
+    dm = instantiate(cfg.dataset, seed=0)
+    dm.prepare()
+    make_act = activation_factory(name="relu")
+    model = instantiate(cfg.model, input_shape=tuple(dm.input_shape),
+                        num_outputs=dm.num_outputs, activation=make_act)
+    module = InitStudyModule(model, initializer=instantiate(cfg.init),
+                             optimizer=instantiate(cfg.optimizer), task=dm.task,
+                             num_outputs=dm.num_outputs, activation=make_act(), seed=0,
+                             gradient_clip_val=1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    norms = UnscaledGradNorms()
+    trainer = pl.Trainer(accelerator="cpu", max_steps=6, logger=False, callbacks=[norms],
+                         plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0,
+                         limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    assert len(norms.norms) == 6 and scaler.get_scale() > 1
+    # the init's gradients are far above 1: every step is clipped to norm 1
+    assert norms.norms == pytest.approx([1.0] * 6, rel=1e-3)

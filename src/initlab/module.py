@@ -208,6 +208,10 @@ class InitStudyModule(pl.LightningModule):
         else:
             backward, step = self.manual_backward, lambda o: o.step()
         clip = self.gradient_clip_val
+        # fp16 loss scaling: the gradients are still scaled when this module clips them
+        # (Lightning unscales inside opt.step, after the clip in manual optimization), so
+        # the threshold is scaled alike: norm and value clipping both commute with it
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if clip else None
         first_step = self.trainer.global_step
         losses, outs, ys = [], [], []
         # the wrapped model directly, unless a subclass changed forward (one call level less)
@@ -218,7 +222,8 @@ class InitStudyModule(pl.LightningModule):
             opt.zero_grad()
             backward(loss)
             if clip:
-                self.clip_gradients(opt, gradient_clip_val=clip,
+                scaled = clip if scaler is None else clip * float(scaler.get_scale())
+                self.clip_gradients(opt, gradient_clip_val=scaled,
                                     gradient_clip_algorithm=self.gradient_clip_algorithm)
             step(opt)
             # kept as they are (no detach op per step) and reduced without a graph below;
@@ -280,10 +285,13 @@ class InitStudyModule(pl.LightningModule):
         modules = self._modules_list
         was_training = [m.training for m in modules]
         set_training(modules, False)
+        # as Lightning's validation loop: inputs in the precision's dtype (bf16-true,
+        # 64-true), the forward in its context (autocast for the mixed precisions)
+        plugin = self.trainer.precision_plugin
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), plugin.val_step_context():
                 for batch in loader:
-                    self._eval_step(batch, "val")
+                    self._eval_step(plugin.convert_input(batch), "val")
         finally:
             restore_training(modules, was_training)
         for hook in hooks["on_validation_epoch_end"]:  # ends with this module's: val/* means
