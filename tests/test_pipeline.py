@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
+import pytorch_lightning as pl
 import torch
 
 from initlab.pipeline import history_metrics, run
@@ -129,3 +132,36 @@ def test_best_epoch_is_the_first_at_the_best_value() -> None:
     out = history_metrics(_rows(val_loss=[0.9, float("nan"), 0.4, 0.4, 0.6]), 0.5,
                           "regression")
     assert (out["best_val_loss"], out["best_epoch"], out["epochs_to_target"]) == (0.4, 3, 3)
+
+
+class CrashAtEpoch(pl.Callback):
+    """Fails the run at the start of epoch ``epoch`` (0-based), as a killed job would stop."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_run_that_crashed_mid_way_resumes_from_its_last_finished_epoch(compose_cfg,
+                                                                         tmp_path: Path) -> None:
+    cfg = compose_cfg(*NO_LOG, "trainer.checkpoint=true", "trainer.max_epochs=4")
+    crashed = run(cfg, tmp_path, progress_bar=False, extra_callbacks=[CrashAtEpoch(2)])
+    assert crashed["status"] == "failed" and "simulated crash" in crashed["error"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]
+    resumed = run(cfg, tmp_path, progress_bar=False)
+    assert resumed["status"] == "completed" and "resumed_from" in resumed
+    fresh = run(cfg, tmp_path / "fresh", progress_bar=False)
+    # epochs 3 and 4 trained after the resume, from the weights of the end of epoch 2
+    assert resumed["steps"] == fresh["steps"]
+    hist, want = (pd.read_csv(d / "history.csv") for d in (tmp_path, tmp_path / "fresh"))
+    assert list(hist["epoch"]) == [1, 2, 3, 4]
+    for col in ("step", "train_loss", "train_acc", "val_loss", "val_acc"):
+        np.testing.assert_allclose(hist[col], want[col], rtol=1e-5, err_msg=col)
+    for key in ("final_val_acc", "test_acc", "epochs_run", "best_epoch"):
+        assert resumed[key] == pytest.approx(fresh[key], rel=1e-5), key
+    # the resumed fit timed its own steps only
+    assert resumed["ms_per_step"] == pytest.approx(
+        1000 * resumed["fit_time_s"] / (fresh["steps"] // 2), rel=1e-6)

@@ -83,6 +83,8 @@ class HistoryRecorder(pl.Callback):
         self.rows: list[dict[str, Any]] = []
         self._t0 = time.perf_counter()
         self._pending: int | None = None
+        self._trainer: pl.Trainer | None = None
+        self.start_step = 0  # the global step this fit started at (> 0 after a resume)
 
     def _flush(self, trainer: pl.Trainer) -> None:
         if self._pending is None:
@@ -103,16 +105,24 @@ class HistoryRecorder(pl.Callback):
         self.rows.append(row)
         self._pending = None
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start_step = trainer.global_step
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pending = trainer.current_epoch
+        self._trainer = trainer
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(trainer)
 
     def state_dict(self) -> dict[str, Any]:
+        # a checkpoint at an epoch's end is written after the module published the
+        # epoch's means: the epoch belongs in it (a resumed run starts after it)
+        if self._trainer is not None:
+            self._flush(self._trainer)
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -123,11 +123,15 @@ def record_setup(summary: dict[str, Any], task: str, data: dict[str, Any], model
     summary["torch_threads"] = torch.get_num_threads()
 
 
-def record_fit(summary: dict[str, Any], fit_time_s: float, steps: int) -> None:
+def record_fit(summary: dict[str, Any], fit_time_s: float, steps: int,
+               fit_steps: int | None = None) -> None:
+    """``steps``: the run's optimizer steps; ``fit_steps``: those of this fit (fewer
+    after a resume from a checkpoint), which ``fit_time_s`` timed."""
     summary["fit_time_s"] = fit_time_s
     summary["steps"] = steps
-    if steps:
-        summary["ms_per_step"] = 1000 * fit_time_s / steps
+    fit_steps = steps if fit_steps is None else fit_steps
+    if fit_steps:
+        summary["ms_per_step"] = 1000 * fit_time_s / fit_steps
 
 
 def record_divergence(summary: dict[str, Any], exc: Any) -> None:
@@ -235,8 +239,14 @@ def run(
         if cfg.trainer.get("checkpoint", False):
             from pytorch_lightning.callbacks import ModelCheckpoint
 
-            callbacks.append(ModelCheckpoint(dirpath=out / CHECKPOINT_DIR, save_last=True,
-                                             save_top_k=0, every_n_epochs=1))
+            # checkpoints/last.ckpt at the end of every training epoch, after the module
+            # published the epoch's means (Lightning runs checkpoint callbacks after the
+            # module's hook). save_last=True with save_top_k=0 writes it only at the end
+            # of fit; the version counter would name a resumed run's file last-v1.ckpt.
+            callbacks.append(ModelCheckpoint(
+                dirpath=out / CHECKPOINT_DIR, filename="last", monitor=None, save_top_k=1,
+                save_last=False, every_n_epochs=1, save_on_train_epoch_end=True,
+                enable_version_counter=False))
             ckpt_path = last_checkpoint(out)
             if ckpt_path is not None:
                 log.info("resuming %s from %s", name, ckpt_path)
@@ -257,7 +267,8 @@ def run(
         t_fit = time.perf_counter()
         with restored_ddp_env():
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-            record_fit(summary, time.perf_counter() - t_fit, trainer.global_step)
+            record_fit(summary, time.perf_counter() - t_fit, trainer.global_step,
+                       trainer.global_step - history.start_step)
             trainer.test(module, datamodule=dm, verbose=False)
         summary.update({k.replace("/", "_"): v for k, v in module.epoch_metrics.items()
                         if k.startswith("test/")})
