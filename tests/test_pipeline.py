@@ -165,3 +165,12 @@ def test_a_run_that_crashed_mid_way_resumes_from_its_last_finished_epoch(compose
     # the resumed fit timed its own steps only
     assert resumed["ms_per_step"] == pytest.approx(
         1000 * resumed["fit_time_s"] / (fresh["steps"] // 2), rel=1e-6)
+
+
+def test_final_metrics_are_the_last_recorded_values() -> None:
+    # validation every 2nd epoch of 3: final_val_* come from epoch 2, not empty
+    rows = _rows(train_loss=[0.9, 0.5, 0.4], val_acc=[None, 0.8, None],
+                 val_loss=[None, 0.6, None])
+    out = history_metrics(rows, None, "classification")
+    assert (out["final_train_loss"], out["final_val_acc"], out["final_val_loss"]) == (
+        0.4, 0.8, 0.6)

@@ -69,10 +69,12 @@ def history_metrics(
     out: dict[str, Any] = {"epochs_run": len(history)}
     if not history:
         return out
-    last = history[-1]
+    # final_*: each metric's last recorded value (validation may skip the last epochs:
+    # trainer.check_val_every_n_epoch)
     for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-        if key in last:
-            out[f"final_{key}"] = last[key]
+        recorded = [r[key] for r in history if r.get(key) is not None]
+        if recorded:
+            out[f"final_{key}"] = recorded[-1]
     # best_epoch: the first epoch at the best value of the ranking metric (validation
     # accuracy; validation loss without one, e.g. regression)
     vals = [(r["val_acc"], -r["epoch"]) for r in history if r.get("val_acc") is not None]
