@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -197,3 +198,19 @@ def test_clipping_under_fp16_loss_scaling_clips_the_true_gradients(compose_cfg) 
     assert len(norms.norms) == 6 and scaler.get_scale() > 1
     # the init's gradients are far above 1: every step is clipped to norm 1
     assert norms.norms == pytest.approx([1.0] * 6, rel=1e-3)
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 50])
+def test_max_steps_validation_follows_lightnings_loop(compose_cfg, tmp_path: Path,
+                                                      steps_per_call: int) -> None:
+    # 25 steps of 20-step epochs: with one step per call the second epoch is cut before
+    # its last call and Lightning does not validate it; with 50 steps per call the cut
+    # falls inside the epoch's only (last) call and Lightning validates it
+    extra = ("+trainer.max_steps=25", f"trainer.steps_per_call={steps_per_call}")
+    _train(compose_cfg, tmp_path, "lean", "trainer.lean_validation=true", *extra)
+    _train(compose_cfg, tmp_path, "loop", "trainer.lean_validation=false", *extra)
+    lean, loop = (pd.read_csv(tmp_path / d / "history.csv") for d in ("lean", "loop"))
+    assert list(lean["step"]) == list(loop["step"]) == [20, 25]
+    assert lean["val_acc"].isna().tolist() == loop["val_acc"].isna().tolist() == [
+        False, steps_per_call == 1]
+    pd.testing.assert_frame_equal(lean.drop(columns="time_s"), loop.drop(columns="time_s"))

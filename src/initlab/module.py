@@ -260,12 +260,14 @@ class InitStudyModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Lean validation where Lightning's loop would validate: after the epoch's last
-        # training call (or the last one before a stop), before on_train_epoch_end.
+        # training call (or the last one before a stop), before on_train_epoch_end. Not
+        # where trainer.max_steps ends an epoch early: Lightning does not validate there
+        # (unless that call was the epoch's last one, as a call of steps_per_call steps
+        # holding the whole epoch is).
         if not self.lean_validation:
             return
         trainer = self.trainer
-        last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop or (
-            0 < (trainer.max_steps or -1) <= trainer.global_step)
+        last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
         every = trainer.check_val_every_n_epoch or 1
         if last and (self.current_epoch + 1) % every == 0:
             self.validate_in_place()
