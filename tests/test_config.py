@@ -99,7 +99,10 @@ def test_unknown_option_lists_available(compose_cfg) -> None:
     [("trainer.max_epochs=0", "trainer.max_epochs"), ("optimizer.lr=-1", "optimizer.lr"),
      ("optimizer.weight_decay=-0.1", "optimizer.weight_decay"),
      ("trainer.direct_steps=sometimes", "trainer.direct_steps"),
-     ("trainer.lean_validation=2", "trainer.lean_validation")],
+     ("trainer.lean_validation=2", "trainer.lean_validation"),
+     # Lightning counts these in calls of steps_per_call (default 50) steps
+     ("+trainer.limit_train_batches=0.5", "trainer.limit_train_batches"),
+     ("+trainer.val_check_interval=0.5", "trainer.val_check_interval")],
 )
 def test_validate_names_the_bad_key(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -153,3 +156,8 @@ def test_gpu_run_without_a_gpu_fails_with_the_key_named(compose_cfg, tmp_path) -
         assert summary["status"] == "failed"
         assert "trainer.accelerator='gpu'" in summary["error"]
         assert (tmp_path / "summary.json").exists()
+
+
+def test_batch_count_options_work_with_one_step_per_call(compose_cfg) -> None:
+    validate(compose_cfg("+trainer.limit_train_batches=0.5", "trainer.steps_per_call=1"))
+    validate(compose_cfg("+trainer.val_check_interval=1.0"))  # the default: harmless

@@ -108,6 +108,13 @@ def validate(cfg: DictConfig) -> None:
            "an integer >= 1 (optimizer steps per Lightning call)")
     for key in ("direct_steps", "lean_validation"):
         _check(t.get(key, False) in (True, False), f"trainer.{key}", t.get(key), "true or false")
+    if isinstance(spc, int) and spc > 1:
+        # Lightning counts these in its batches, which are calls of steps_per_call steps
+        for key, default in (("limit_train_batches", 1.0), ("val_check_interval", 1.0)):
+            value = t.get(key)
+            _check(value is None or value == default, f"trainer.{key}", value,
+                   f"null or {default} while trainer.steps_per_call={spc} (Lightning would "
+                   "count calls of that many steps); set trainer.steps_per_call=1 to use it")
     clip = t.get("gradient_clip_val")
     _check(clip is None or (isinstance(clip, (int, float)) and clip >= 0),
            "trainer.gradient_clip_val", clip, "a number >= 0 or null")
