@@ -59,3 +59,24 @@ def test_reproducible_with_the_generator() -> None:
 def test_rejects_non_image_batches() -> None:
     with pytest.raises(ValueError, match="N, C, H, W"):
         random_crop_flip(torch.randn(4, 10), torch.Generator())
+
+
+def test_augmentation_draws_are_not_a_later_epochs_shuffle() -> None:
+    # the crops of epoch e came from the generator seed of epoch e + 1's shuffle
+    from initlab.data.batcher import TensorBatcher
+
+    draws = []
+
+    def record(xb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        draws.append(torch.rand(8, generator=g))
+        return xb
+
+    x, y = torch.zeros(16, 1, 4, 4), torch.zeros(16, dtype=torch.long)
+    batcher = TensorBatcher(x, y, 16, shuffle=True, seed=3, transform=record)
+    for _ in range(3):
+        list(batcher.batches())
+    for epoch, got in enumerate(draws):
+        for shuffle_epoch in range(5):
+            g = torch.Generator().manual_seed(3 * 100_003 + shuffle_epoch)
+            assert not torch.equal(got, torch.rand(8, generator=g)), (epoch, shuffle_epoch)
+    assert not torch.equal(draws[0], draws[1])  # a new stream each epoch

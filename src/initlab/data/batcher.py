@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
+AUGMENT_STREAM = 50_000  # below 100_003: no epoch count meets another stream
 
 
 class TensorBatcher:
@@ -114,7 +115,9 @@ class TensorBatcher:
         rank, world = self._shard()
         if world > 1:  # DistributedSampler semantics: disjoint, equal-sized shards
             idx = idx[: len(idx) // world * world][rank::world]
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
+        # the augmentation stream: offset from the shuffle seeds (seed * 100_003 + epoch),
+        # which it used to meet one epoch later (epoch e's crops = epoch e+1's order)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + AUGMENT_STREAM + self.epoch)
         self.epoch += 1
         for i in range(self.num_batches()):
             sel = idx[i * self.batch_size : (i + 1) * self.batch_size]

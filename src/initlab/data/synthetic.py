@@ -23,6 +23,9 @@ def _check_count(key: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"dataset.{key}={value!r} must be an integer >= {minimum}")
 
 
+TEACHER_STREAM = 500_000  # far from the split indices (0, 1, 2)
+
+
 def _split_generator(data_seed: int, split: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(data_seed) * 1_000_003 + SPLITS.index(split))
 
@@ -116,7 +119,10 @@ class TeacherNet:
         bias_std: float,
         seed: int,
     ) -> None:
-        g = torch.Generator().manual_seed(int(seed))
+        # a stream of its own: the examples' generators are data_seed * 1_000_003 + split,
+        # so a plain teacher_seed = data_seed = 0 drew the teacher's first-layer weights
+        # and the first training inputs from one stream (identical numbers)
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + TEACHER_STREAM)
         self.layers: list[tuple[Tensor, Tensor]] = []
         fan_in = input_dim
         for _ in range(depth):
