@@ -30,6 +30,9 @@ def main(cfg: DictConfig) -> dict:
     done = finished_summary(cfg, hc.runtime.output_dir)
     if done is not None:  # re-running a sweep command on its folder: keep finished jobs
         done["skipped"] = True
+        if not multirun and is_rank_zero():
+            print(f"run already finished ({done['status']}), not run again: "
+                  f"{hc.runtime.output_dir}")
         return done
     summary = run(
         cfg,
@@ -41,7 +44,7 @@ def main(cfg: DictConfig) -> dict:
     if not multirun and is_rank_zero():
         print(f"run {summary['status']}: {summary['run_name']}")
         print(f"  run folder: {hc.runtime.output_dir} (summary.json, history.csv, tb/)")
-        print(f"  browse:     tensorboard --logdir {cfg.paths.output_root}")
+        print(f"  browse:     tensorboard --logdir {hc.runtime.output_dir}")
         if summary["status"] == "failed":
             print(f"  error: {summary.get('error_type')}: {summary.get('error')}", file=sys.stderr)
             sys.exit(1)

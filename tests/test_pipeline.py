@@ -76,6 +76,19 @@ def test_finished_run_is_recognised_for_resume(compose_cfg, tmp_path: Path) -> N
     assert finished_summary(cfg, tmp_path) is None
 
 
+def test_a_failed_run_is_run_again_and_a_diverged_one_is_kept(compose_cfg,
+                                                               tmp_path: Path) -> None:
+    # a failure often has a cause outside the config (missing data, a killed node): a
+    # rerun retries it; a divergence comes back with the same config and seed
+    cfg = compose_cfg(*NO_LOG)
+    run(cfg, tmp_path, progress_bar=False, extra_callbacks=[CrashAtEpoch(0)])
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+    assert finished_summary(cfg, tmp_path) is None
+    boom = compose_cfg(*NO_LOG, "init=random", "init.std=1e3", "optimizer.lr=10")
+    run(boom, tmp_path / "boom", progress_bar=False)
+    assert finished_summary(boom, tmp_path / "boom")["status"] == "diverged"
+
+
 def test_checkpointed_run_continues_from_last_epoch(compose_cfg, tmp_path: Path) -> None:
     first = run(compose_cfg(*NO_LOG, "trainer.checkpoint=true", "trainer.max_epochs=2"),
                 tmp_path, progress_bar=False)

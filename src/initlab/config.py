@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -54,9 +55,25 @@ def flatten(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, Any
     return out
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and a hash of all
+    of it (``~`` + 10 hex digits): names stay distinct and the same text always gives the
+    same name (a rerun finds its folder)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 11]}~{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
 def slug(text: str) -> str:
     """A folder-safe version of an override string (keeps ``=`` and ``,``)."""
-    return re.sub(r"[^A-Za-z0-9=,._+-]+", "_", text)[:120] or "default"
+    return shorten(re.sub(r"[^A-Za-z0-9=,._+-]+", "_", text), 120) or "default"
+
+
+# Job folders are <job number>_<overrides> (conf/config.yaml, hydra.sweep.subdir); a file
+# name has at most 255 bytes, which a dozen overrides exceed
+JOB_DIRNAME_LIMIT = 160
+OmegaConf.register_new_resolver(
+    "initlab.dirname", lambda text: shorten(str(text), JOB_DIRNAME_LIMIT), replace=True)
 
 
 def run_name(choices: dict[str, str], seed: int, overrides: list[str] | None = None) -> str:

@@ -11,13 +11,17 @@ from omegaconf import DictConfig
 from initlab.config import study_config
 from initlab.results.files import SUMMARY_FILE
 
-FINISHED = ("completed", "diverged", "failed")
+# outcomes a rerun keeps: the same config and seed give them again. A failed run is run
+# again: its cause is often outside the config (missing data, out of memory, a killed
+# node), and a config error fails again at once.
+FINISHED = ("completed", "diverged")
 CHECKPOINT_DIR = "checkpoints"
 
 
 def finished_summary(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any] | None:
-    """The stored summary if ``output_dir`` already holds a finished run of the same
-    config; None if the job must (re-)run. A broken summary counts as unfinished."""
+    """The stored summary if ``output_dir`` already holds a completed or diverged run of
+    the same config; None if the job must (re-)run (a failed, unfinished or broken one
+    included)."""
     path = Path(output_dir) / SUMMARY_FILE
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))

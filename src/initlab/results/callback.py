@@ -97,7 +97,7 @@ class AggregateSweep(Callback):
         if "plots" in written:
             print(f"plots:   {written['plots']}/")
         print(f"report:  {written.get('report', sweep / 'report.md')}")
-        print(f"browse:  tensorboard --logdir {config.paths.output_root}")
+        print(f"browse:  tensorboard --logdir {sweep}")  # where the runs are, whatever the dir
         failed = int((results["status"] == "failed").sum()) if len(results) else 0
         if failed:
             # after aggregation, so the finished results are written whatever happens
