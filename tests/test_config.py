@@ -161,3 +161,17 @@ def test_gpu_run_without_a_gpu_fails_with_the_key_named(compose_cfg, tmp_path) -
 def test_batch_count_options_work_with_one_step_per_call(compose_cfg) -> None:
     validate(compose_cfg("+trainer.limit_train_batches=0.5", "trainer.steps_per_call=1"))
     validate(compose_cfg("+trainer.val_check_interval=1.0"))  # the default: harmless
+
+
+def test_long_override_lists_give_short_stable_job_folder_names() -> None:
+    # a dozen overrides made a job folder name of 310 characters: over the 255-byte limit
+    from initlab.config import JOB_DIRNAME_LIMIT, shorten
+
+    long = ",".join(f"dataset.key_{i}={i * 1000}" for i in range(20))
+    short = shorten(long, JOB_DIRNAME_LIMIT)
+    assert len(short) == JOB_DIRNAME_LIMIT and short.startswith(long[:100])
+    assert short == shorten(long, JOB_DIRNAME_LIMIT)  # a rerun finds the same folder
+    assert short != shorten(long + "1", JOB_DIRNAME_LIMIT)  # distinct lists stay distinct
+    assert shorten("init=he,seed=0", JOB_DIRNAME_LIMIT) == "init=he,seed=0"
+    node = OmegaConf.create({"o": long, "sub": "${initlab.dirname:${o}}"})
+    assert node.sub == short  # the resolver conf/config.yaml names job folders with

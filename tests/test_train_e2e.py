@@ -83,3 +83,22 @@ def test_unknown_init_lists_options(run_train, tmp_path: Path) -> None:
     proc = run_train([f"paths.output_root={tmp_path}", "init=nope"])
     assert proc.returncode != 0
     assert "nope" in proc.stderr and "xavier" in proc.stderr and "he" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_with_many_overrides_runs(run_train, tmp_path: Path) -> None:
+    # its job folder names would be 300+ characters; shortened with a hash they fit
+    sweep = tmp_path / "sweep"
+    proc = run_train(["-m", f"paths.output_root={tmp_path}", f"hydra.sweep.dir={sweep}",
+                      *TINY, "dataset=teacher", "dataset.n_train=200", "dataset.n_val=50",
+                      "dataset.n_test=50", "dataset.teacher_depth=2",
+                      "dataset.teacher_width=16", "dataset.noise_std=0.1",
+                      "activation=tanh", "init=xavier,orthogonal", "optimizer.lr=0.01",
+                      "optimizer.momentum=0.5", "trainer.gradient_clip_val=1.0",
+                      "target_metric=0.5", "hydra.callbacks.aggregate.plots=false"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = pd.read_csv(sweep / "results.csv")
+    assert sorted(results["init"]) == ["orthogonal", "xavier"]
+    assert (results["status"] == "completed").all()
+    assert all(len(r) <= 2 + 160 for r in results["run"])
+    assert f"browse:  tensorboard --logdir {sweep}" in proc.stdout
