@@ -102,7 +102,15 @@ def test_unknown_option_lists_available(compose_cfg) -> None:
      ("trainer.lean_validation=2", "trainer.lean_validation"),
      # Lightning counts these in calls of steps_per_call (default 50) steps
      ("+trainer.limit_train_batches=0.5", "trainer.limit_train_batches"),
-     ("+trainer.val_check_interval=0.5", "trainer.val_check_interval")],
+     ("+trainer.val_check_interval=0.5", "trainer.val_check_interval"),
+     # wrong types and ranges that used to surface as TypeErrors or library errors
+     ("seed=-1", "seed"), ("seed=true", "seed"), ("optimizer.lr=true", "optimizer.lr"),
+     ("trainer.max_epochs=true", "trainer.max_epochs"),
+     ("dataset.batch_size=abc", "dataset.batch_size"),
+     ("dataset.eval_batch_size=0", "dataset.eval_batch_size"),
+     ("optimizer.weight_decay=abc", "optimizer.weight_decay"),
+     ("+trainer.max_steps=abc", "trainer.max_steps"), ("threads=-2", "threads"),
+     ("threads=0", "threads")],
 )
 def test_validate_names_the_bad_key(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -175,3 +183,9 @@ def test_long_override_lists_give_short_stable_job_folder_names() -> None:
     assert shorten("init=he,seed=0", JOB_DIRNAME_LIMIT) == "init=he,seed=0"
     node = OmegaConf.create({"o": long, "sub": "${initlab.dirname:${o}}"})
     assert node.sub == short  # the resolver conf/config.yaml names job folders with
+
+
+def test_adam_betas_need_two_numbers(compose_cfg) -> None:
+    with pytest.raises(ValueError, match=r"optimizer\.betas=.*two numbers in \[0, 1\)"):
+        validate(compose_cfg("optimizer=adam", "optimizer.betas=[0.9]"))
+    validate(compose_cfg("optimizer=adam", "optimizer.betas=[0.8,0.99]"))

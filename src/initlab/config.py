@@ -113,19 +113,28 @@ def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
         raise ValueError(f"{key}={value!r} is not allowed: {allowed}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that would otherwise surface only mid-training; objects validate the rest
-    (models their sizes, initializers their parameters) when they are built."""
+    (models their sizes, initializers their parameters) when they are built. Booleans
+    are not numbers here (``seed=true`` is refused)."""
     t = cfg.trainer
     epochs = t.get("max_epochs")
-    _check(epochs is None or (isinstance(epochs, int) and epochs > 0), "trainer.max_epochs",
+    _check(epochs is None or (_is_int(epochs) and epochs > 0), "trainer.max_epochs",
            epochs, "a positive integer")
     spc = t.get("steps_per_call", 1)
-    _check(isinstance(spc, int) and spc >= 1, "trainer.steps_per_call", spc,
+    _check(_is_int(spc) and spc >= 1, "trainer.steps_per_call", spc,
            "an integer >= 1 (optimizer steps per Lightning call)")
     for key in ("direct_steps", "lean_validation"):
         _check(t.get(key, False) in (True, False), f"trainer.{key}", t.get(key), "true or false")
-    if isinstance(spc, int) and spc > 1:
+    if _is_int(spc) and spc > 1:
         # Lightning counts these in its batches, which are calls of steps_per_call steps
         for key, default in (("limit_train_batches", 1.0), ("val_check_interval", 1.0)):
             value = t.get(key)
@@ -133,25 +142,38 @@ def validate(cfg: DictConfig) -> None:
                    f"null or {default} while trainer.steps_per_call={spc} (Lightning would "
                    "count calls of that many steps); set trainer.steps_per_call=1 to use it")
     clip = t.get("gradient_clip_val")
-    _check(clip is None or (isinstance(clip, (int, float)) and clip >= 0),
+    _check(clip is None or (_is_number(clip) and clip >= 0),
            "trainer.gradient_clip_val", clip, "a number >= 0 or null")
     algo = t.get("gradient_clip_algorithm")
     _check(algo in (None, "norm", "value"), "trainer.gradient_clip_algorithm", algo,
            "norm, value or null (= norm)")
     steps = t.get("max_steps", -1)
-    _check(steps is None or steps == -1 or steps > 0, "trainer.max_steps", steps,
-           "-1 (no limit) or a positive integer")
+    _check(steps is None or (_is_int(steps) and (steps == -1 or steps > 0)),
+           "trainer.max_steps", steps, "-1 (no limit) or a positive integer")
+    data = cfg.get("dataset") or {}
+    for key in ("batch_size", "eval_batch_size"):
+        size = data.get(key, 1)
+        _check(size is None or (_is_int(size) and size >= 1), f"dataset.{key}", size,
+               "an integer >= 1")
     lr = cfg.optimizer.get("lr")
-    _check(lr is None or (isinstance(lr, (int, float)) and lr > 0), "optimizer.lr", lr,
-           "a number > 0")
+    _check(lr is None or (_is_number(lr) and lr > 0), "optimizer.lr", lr, "a number > 0")
     wd = cfg.optimizer.get("weight_decay", 0.0)
-    _check(wd is None or wd >= 0, "optimizer.weight_decay", wd, "a number >= 0")
-    _check(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
+    _check(wd is None or (_is_number(wd) and wd >= 0), "optimizer.weight_decay", wd,
+           "a number >= 0")
+    betas = cfg.optimizer.get("betas")
+    _check(betas is None or (isinstance(betas, (list, tuple, ListConfig)) and len(betas) == 2
+                             and all(_is_number(b) and 0 <= b < 1 for b in betas)),
+           "optimizer.betas", betas, "two numbers in [0, 1), e.g. [0.9, 0.999]")
+    _check(_is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", cfg.seed,
+           "an integer from 0 to 2**32 - 1")
+    threads = cfg.get("threads")
+    _check(threads is None or (_is_int(threads) and threads >= 1), "threads", threads,
+           "null (one per core, or cores // workers) or an integer >= 1")
     max_loss = cfg.get("max_loss")
-    _check(max_loss is None or (isinstance(max_loss, (int, float)) and max_loss > 0), "max_loss",
+    _check(max_loss is None or (_is_number(max_loss) and max_loss > 0), "max_loss",
            max_loss, "a number > 0 or null (only NaN/inf count as divergence)")
     target = cfg.get("target_metric")
-    _check(target is None or isinstance(target, (int, float)), "target_metric", target,
+    _check(target is None or _is_number(target), "target_metric", target,
            "a number (val accuracy to reach) or null")
 
 

@@ -85,9 +85,13 @@ def patch_ddp_for_hydra() -> None:
 def worker_threads(threads: int | None, launcher: Any = None) -> int | None:
     """Torch threads for this job: ``threads`` if set; under the joblib launcher
     cores // n_jobs, so that parallel workers x threads = cores; else None (torch's
-    default)."""
-    if threads:
-        return int(threads)
+    default). Raises ValueError naming ``threads`` for anything but null or an integer
+    >= 1 (before any job work: torch's own error would end the job without a summary)."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads={threads!r} is not allowed: null (one per core, or "
+                             "cores // workers) or an integer >= 1")
+        return threads
     target = str(getattr(launcher, "_target_", "") or "") if launcher is not None else ""
     if "joblib" not in target.lower():
         return None
