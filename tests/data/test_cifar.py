@@ -145,3 +145,14 @@ def test_bad_options_name_the_key(tmp_path: Path) -> None:
         CIFAR10DataModule(data_dir=str(tmp_path), augment_pad=-1)
     with pytest.raises(ValueError, match="dataset.subset"):
         CIFAR10DataModule(data_dir=str(tmp_path), subset=0)
+
+
+def test_truncated_batch_file_is_named_with_what_to_do(cifar_root: Path) -> None:
+    from initlab.data.paths import DatasetUnreadableError
+
+    path = cifar_root / "cifar-10-batches-py" / "data_batch_1"
+    path.write_bytes(path.read_bytes()[:500])
+    dm = CIFAR10DataModule(data_dir=str(cifar_root), download=False)
+    with pytest.raises(DatasetUnreadableError, match=r"dataset 'cifar10': could not read "
+                                                     r".*cifar-10-batches-py/data_batch_1 "):
+        dm.prepare()

@@ -146,3 +146,15 @@ def test_failed_download_is_reported(tmp_path: Path, monkeypatch) -> None:
 def test_bad_options_name_the_key(tmp_path: Path, kwargs, key) -> None:
     with pytest.raises(ValueError, match=key):
         MNISTDataModule(data_dir=str(tmp_path), **kwargs)
+
+
+def test_truncated_files_are_named_with_what_to_do(mnist_root: Path) -> None:
+    # an interrupted download or copy: torchvision's reshape error named no file
+    from initlab.data.paths import DatasetUnreadableError
+
+    path = mnist_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    dm = MNISTDataModule(data_dir=str(mnist_root), download=False)
+    with pytest.raises(DatasetUnreadableError, match=r"dataset 'mnist': could not read "
+                                                     r".*MNIST/raw .*truncated"):
+        dm.prepare()

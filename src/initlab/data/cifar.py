@@ -27,7 +27,7 @@ from torch import Tensor
 
 from initlab.data.augment import random_crop_flip
 from initlab.data.mnist import FileDataModule
-from initlab.data.paths import DatasetNotFoundError
+from initlab.data.paths import DatasetNotFoundError, unreadable
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -102,7 +102,12 @@ class CIFAR10DataModule(FileDataModule):
             self.fetch()
 
         def read(files: tuple[str, ...]) -> tuple[Tensor, Tensor]:
-            parts = [read_cifar_batch(self.folder / f) for f in files]
+            parts = []
+            for f in files:
+                try:
+                    parts.append(read_cifar_batch(self.folder / f))
+                except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+                    raise unreadable(self.name, self.folder / f, err) from err
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
         x_train, y_train = read(TRAIN_FILES)

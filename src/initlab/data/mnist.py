@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from initlab.data.base import InMemoryDataModule, split_indices
-from initlab.data.paths import DatasetNotFoundError, resolve_data_dir
+from initlab.data.paths import DatasetNotFoundError, resolve_data_dir, unreadable
 
 SPLIT_SEED = 1234  # fixed: the train/val split must not depend on the run seed
 
@@ -170,8 +170,8 @@ class MNISTDataModule(FileDataModule):
         try:
             return cls(root=str(self.root), train=train, download=self.download)
         except (RuntimeError, URLError, OSError) as err:
-            if not self.missing_files():
-                raise  # the files are there: a genuine read error, not a missing data set
+            if not self.missing_files():  # the files are there but do not read
+                raise unreadable(self.name, self.raw_dir, err) from err
             raise DatasetNotFoundError(
                 f"dataset {self.name!r} is not in {self.raw_dir} and could not be obtained "
                 f"(download={self.download}): {err}. Put the IDX files there by hand, or run "

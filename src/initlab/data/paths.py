@@ -18,6 +18,20 @@ class DatasetNotFoundError(FileNotFoundError):
     """A data set's files are missing and downloading is off (or failed)."""
 
 
+class DatasetUnreadableError(ValueError):
+    """A data set's files are there but cannot be read (truncated or corrupt)."""
+
+
+def unreadable(name: str, where: Path, err: BaseException) -> DatasetUnreadableError:
+    """The error for data set ``name`` whose file (or folder of files) ``where`` could not
+    be read."""
+    return DatasetUnreadableError(
+        f"dataset {name!r}: could not read {where} ({type(err).__name__}: {err}); a file is "
+        "probably truncated or corrupt (an "
+        "interrupted download or copy): delete it and download again "
+        "(dataset.download=true) or copy it again")
+
+
 def _launch_dir() -> Path:
     """The directory the command was started from (Hydra's original cwd inside a job)."""
     try:
