@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,22 @@ def test_final_metrics_are_the_last_recorded_values() -> None:
     out = history_metrics(rows, None, "classification")
     assert (out["final_train_loss"], out["final_val_acc"], out["final_val_loss"]) == (
         0.4, 0.8, 0.6)
+
+
+def test_jobs_without_a_progress_bar_log_progress_lines(compose_cfg, tmp_path: Path,
+                                                        caplog, monkeypatch) -> None:
+    # a sweep job has no progress bar: a line per finished epoch, at most one every
+    # PROGRESS_EVERY_S seconds (0 here, so every epoch)
+    monkeypatch.setattr("initlab.callbacks.PROGRESS_EVERY_S", 0.0)
+    cfg = compose_cfg(*NO_LOG, "trainer.max_epochs=2")
+    with caplog.at_level(logging.INFO, logger="initlab.progress"):
+        s = run(cfg, tmp_path, progress_bar=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "initlab.progress"]
+    name = s["run_name"]
+    assert [line.split(" (")[0] for line in lines] == [f"{name}: epoch 1/2",
+                                                       f"{name}: epoch 2/2"]
+    assert all("train_loss" in line and "val_acc" in line for line in lines)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="initlab.progress"):
+        run(cfg, tmp_path / "bar", progress_bar=True)  # a progress bar shows it instead
+    assert not [r for r in caplog.records if r.name == "initlab.progress"]

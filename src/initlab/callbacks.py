@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import TQDMProgressBar
+
+log = logging.getLogger("initlab.progress")
+# without a progress bar (sweep jobs), a line per finished epoch at most this often
+PROGRESS_EVERY_S = 30.0
 
 
 class Diverged(RuntimeError):
@@ -79,10 +84,16 @@ class HistoryRecorder(pl.Callback):
     # history.csv's header when no epoch finished (a run that diverged in its first)
     COLUMNS = ("epoch", "step", *KEYS, "lr", "time_s")
 
-    def __init__(self) -> None:
+    def __init__(self, progress_every_s: float | None = None, name: str = "") -> None:
+        """``progress_every_s``: log a line for a finished epoch when at least this long
+        passed since the last one (progress for jobs without a progress bar; short runs
+        stay quiet); ``name``: the run, for that line."""
         self.rows: list[dict[str, Any]] = []
         self._t0 = time.perf_counter()
         self._pending: int | None = None
+        self.progress_every_s = progress_every_s
+        self.name = name
+        self._said_at = self._t0
         self._trainer: pl.Trainer | None = None
         self.start_step = 0  # the global step this fit started at (> 0 after a resume)
 
@@ -101,9 +112,16 @@ class HistoryRecorder(pl.Callback):
         opt = trainer.optimizers[0] if trainer.optimizers else None
         if opt is not None:
             row["lr"] = opt.param_groups[0]["lr"]
-        row["time_s"] = round(time.perf_counter() - self._t0, 4)
+        now = time.perf_counter()
+        row["time_s"] = round(now - self._t0, 4)
         self.rows.append(row)
         self._pending = None
+        if self.progress_every_s is not None and now - self._said_at >= self.progress_every_s:
+            self._said_at = now
+            of = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+            shown = ", ".join(f"{col} {row[col]:.4g}" for col in self.KEYS if col in row)
+            log.info("%s: epoch %d%s (%.0f s): %s", self.name, row["epoch"], of,
+                     row["time_s"], shown)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start_step = trainer.global_step

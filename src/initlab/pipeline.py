@@ -174,6 +174,7 @@ def run(
     from hydra.utils import instantiate
 
     from initlab.callbacks import (
+        PROGRESS_EVERY_S,
         Diverged,
         DivergenceGuard,
         EpochMetricsProgressBar,
@@ -191,7 +192,8 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     summary = new_summary(cfg, choices, overrides)
     name = summary["run_name"]
-    history = HistoryRecorder()
+    # sweep jobs run without a progress bar: a line now and then shows long ones moving
+    history = HistoryRecorder(None if progress_bar else PROGRESS_EVERY_S, name)
     probe_cb: InitProbe | None = None
     logger = None
     task = "classification"
