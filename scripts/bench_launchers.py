@@ -32,7 +32,7 @@ def timed_sweep(launcher: list[str], out: Path, extra: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)

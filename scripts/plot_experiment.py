@@ -226,7 +226,7 @@ def plot_generic(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("-o", "--out", type=Path, default=None,
                         help="output PNG (default: SWEEP_DIR/plots/<experiment>.png)")

@@ -44,6 +44,13 @@ def test_worker_threads_split_the_cores() -> None:
     assert worker_threads(3, Joblib()) == 3  # an explicit `threads=` wins
     assert worker_threads(None, None) is None  # basic launcher: torch's default
 
+    class Submitit:  # SLURM or local: the cores the job was given
+        _target_ = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+        cpus_per_task = 4
+
+    assert worker_threads(None, Submitit()) == 4
+    assert worker_threads(2, Submitit()) == 2
+
 
 @pytest.mark.slow
 def test_submitit_local_sweep_runs_jobs_through_submitit(run_train, tmp_path: Path) -> None:
@@ -58,6 +65,8 @@ def test_submitit_local_sweep_runs_jobs_through_submitit(run_train, tmp_path: Pa
     results = pd.read_csv(sweep / "results.csv")
     assert sorted(results["init"]) == ["he", "xavier"]
     assert (results["status"] == "completed").all()
+    for run in results["run"]:  # the preset's cpus_per_task: 1
+        assert json.loads((sweep / run / "summary.json").read_text())["torch_threads"] == 1
 
 
 @pytest.mark.slow

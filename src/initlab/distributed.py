@@ -84,7 +84,9 @@ def patch_ddp_for_hydra() -> None:
 
 def worker_threads(threads: int | None, launcher: Any = None) -> int | None:
     """Torch threads for this job: ``threads`` if set; under the joblib launcher
-    cores // n_jobs, so that parallel workers x threads = cores; else None (torch's
+    cores // n_jobs, so that parallel workers x threads = cores; under a submitit
+    launcher (SLURM, local) the job's ``cpus_per_task``, the cores it was given (torch
+    would take every core of the node, and jobs share nodes); else None (torch's
     default). Raises ValueError naming ``threads`` for anything but null or an integer
     >= 1 (before any job work: torch's own error would end the job without a summary)."""
     if threads is not None:
@@ -93,6 +95,9 @@ def worker_threads(threads: int | None, launcher: Any = None) -> int | None:
                              "cores // workers) or an integer >= 1")
         return threads
     target = str(getattr(launcher, "_target_", "") or "") if launcher is not None else ""
+    if "submitit" in target.lower():
+        cpus = getattr(launcher, "cpus_per_task", None)
+        return int(cpus) if isinstance(cpus, int) and cpus >= 1 else None
     if "joblib" not in target.lower():
         return None
     cores = os.cpu_count() or 1
