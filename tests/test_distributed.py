@@ -45,3 +45,47 @@ def test_ddp_multirun_one_folder_per_job(run_train, tmp_path: Path) -> None:
     assert len(base) == len(ddp)
     extra = {"cfg.trainer.strategy"}  # the one key only the DDP config has
     assert set(ddp.columns) - extra == set(base.columns)
+
+
+@pytest.mark.slow
+def test_ddp_divergence_is_decided_on_the_runs_loss_by_every_rank(run_train,
+                                                                   tmp_path: Path) -> None:
+    # step 0's shard losses are about 2.717 (rank 0) and 2.785 (rank 1), their mean 2.751:
+    # with max_loss 2.75 only rank 1 used to stop, and rank 0 died in a collective
+    run_dir = tmp_path / "run"
+    proc = run_train([f"hydra.run.dir={run_dir}", *TINY, *DDP, "trainer.steps_per_call=1",
+                      "optimizer.lr=0.6", "max_loss=2.75"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "diverged", (summary.get("error"), proc.stderr[-2000:])
+    assert summary["diverged_step"] == 0
+    assert 2.75 < float(summary["error"].split("became ")[1].split()[0]) < 2.76
+
+
+@pytest.mark.slow
+def test_ddp_children_compose_the_same_config_name(run_train, tmp_path: Path) -> None:
+    # --config-name: rank 1 composed the default config (width 128) and failed to match
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "narrow.yaml").write_text("defaults:\n  - config\n  - _self_\nmodel:\n  width: 24\n")
+    run_dir = tmp_path / "run"
+    proc = run_train([f"--config-dir={conf}", "--config-name=narrow",
+                      f"hydra.run.dir={run_dir}", "trainer.max_epochs=1", "model.depth=2",
+                      *DDP])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["config"]["model.width"] == 24
+
+
+@pytest.mark.slow
+def test_a_ddp_job_leaves_the_next_jobs_threads_alone(run_train, tmp_path: Path) -> None:
+    # Lightning set torch's threads to cores // processes for the DDP job; the next
+    # single-device job of the sweep inherited them
+    sweep = tmp_path / "sweep"
+    proc = run_train(["-m", f"hydra.sweep.dir={sweep}", *TINY, "trainer.accelerator=cpu",
+                      "trainer=default,ddp,default", "hydra.callbacks.aggregate.plots=false"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    threads = {}
+    for run in sorted(p for p in sweep.iterdir() if (p / "summary.json").is_file()):
+        threads[run.name.split("_")[0]] = json.loads((run / "summary.json").read_text())[
+            "torch_threads"]
+    assert threads["0"] == threads["2"]

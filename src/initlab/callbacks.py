@@ -34,7 +34,9 @@ class DivergenceGuard(pl.Callback):
     """Stops training on the first non-finite training loss (or one above ``max_loss``).
 
     Reads the step losses of each training call (one host sync per call) and reports the
-    exact optimizer step at which the loss went bad.
+    exact optimizer step at which the loss went bad. Under DDP it checks the run's loss,
+    the mean of the ranks' shard losses (one all-reduce per call), so that every rank
+    stops at the same step: one rank stopping alone left the others in a collective.
     """
 
     def __init__(self, max_loss: float | None = None) -> None:
@@ -57,6 +59,9 @@ class DivergenceGuard(pl.Callback):
                 values = None if losses is None else losses.detach().reshape(-1).tolist()
         else:
             values = None if outputs is None else outputs.detach().reshape(-1).tolist()
+        if values is not None and trainer.world_size > 1:
+            local = torch.tensor(values, dtype=torch.float64, device=pl_module.device)
+            values = trainer.strategy.reduce(local, reduce_op="mean").tolist()
         if values is not None:  # one host sync per call for tensor outputs
             self._check_values(trainer, values)
 

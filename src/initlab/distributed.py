@@ -23,22 +23,30 @@ def is_rank_zero() -> bool:
 
 
 class restored_ddp_env:
-    """Undo what a DDP fit leaves in the sweep process (rank variables, process group).
+    """Undo what a DDP fit leaves in the sweep process (rank variables, process group,
+    thread count).
 
     Lightning sets ``LOCAL_RANK``/``WORLD_SIZE``/... in ``os.environ`` of rank zero; left
     there, the next job of a multirun would believe its processes were launched
-    externally and wait for ranks that never start.
+    externally and wait for ranks that never start. It also sets torch's threads (and
+    ``OMP_NUM_THREADS``) to cores // processes, which the next jobs would inherit.
     """
 
     def __enter__(self) -> restored_ddp_env:
-        self.saved = {k: os.environ.get(k) for k in DDP_ENV}
+        import torch
+
+        self.saved = {k: os.environ.get(k) for k in (*DDP_ENV, "OMP_NUM_THREADS")}
+        self.threads = torch.get_num_threads()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import torch
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         for key, value in self.saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -66,6 +74,8 @@ def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:
         for source in hc.runtime.config_sources:
             if source.provider == "command-line":
                 command.append(f"--config-dir={source.path.split('://', 1)[-1]}")
+    if hc.job.config_name:  # --config-name=...: the children compose the same config
+        command.append(f"--config-name={hc.job.config_name}")
     command += list(hc.overrides.task)
     command += [
         f"hydra.run.dir={_quote(hc.runtime.output_dir)}",
