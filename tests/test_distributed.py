@@ -89,3 +89,18 @@ def test_a_ddp_job_leaves_the_next_jobs_threads_alone(run_train, tmp_path: Path)
         threads[run.name.split("_")[0]] = json.loads((run / "summary.json").read_text())[
             "torch_threads"]
     assert threads["0"] == threads["2"]
+
+
+@pytest.mark.slow
+def test_ddp_under_the_joblib_launcher_fails_each_job_clearly(run_train, tmp_path: Path
+                                                              ) -> None:
+    # a joblib worker cannot start DDP processes (it relaunched the worker module, and
+    # the sweep died with TerminatedWorkerError): each job is a failed run naming the keys
+    sweep = tmp_path / "sweep"
+    proc = run_train(["-m", "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}",
+                      *TINY, *DDP, "init=he,xavier", "hydra.callbacks.aggregate.plots=false"])
+    assert proc.returncode != 0  # failed jobs make the sweep exit non-zero, at the end
+    results = pd.read_csv(sweep / "results.csv")
+    assert len(results) == 2 and (results["status"] == "failed").all()
+    assert results["error"].str.contains("trainer.strategy='ddp' is not allowed under "
+                                         "hydra/launcher=local_parallel").all()

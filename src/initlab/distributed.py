@@ -85,6 +85,25 @@ def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:
     return command, get_original_cwd()
 
 
+def check_launcher(trainer_cfg: Any) -> None:
+    """Refuse ``trainer.strategy=ddp`` inside a joblib worker (``hydra/launcher=
+    local_parallel``): Lightning starts the other ranks by running this job's command
+    again, and a worker has none (it relaunched the worker module and killed the sweep).
+    Raises ValueError naming both keys."""
+    if str(trainer_cfg.get("strategy", "auto")) != "ddp":
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    target = str(HydraConfig.get().launcher.get("_target_", "") or "")
+    if "joblib" in target.lower():
+        raise ValueError(
+            "trainer.strategy='ddp' is not allowed under hydra/launcher=local_parallel "
+            "(joblib workers cannot start the DDP processes); allowed: the basic launcher "
+            "(DDP's processes use the cores themselves) or a submitit launcher")
+
+
 def patch_ddp_for_hydra() -> None:
     """Install ``job_subprocess_cmd`` in Lightning's subprocess launcher (idempotent)."""
     from pytorch_lightning.strategies.launchers import subprocess_script as launcher

@@ -181,7 +181,12 @@ def run(
         HistoryRecorder,
         InitProbe,
     )
-    from initlab.distributed import is_rank_zero, patch_ddp_for_hydra, restored_ddp_env
+    from initlab.distributed import (
+        check_launcher,
+        is_rank_zero,
+        patch_ddp_for_hydra,
+        restored_ddp_env,
+    )
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule
     from initlab.resume import CHECKPOINT_DIR, last_checkpoint
@@ -200,6 +205,7 @@ def run(
     try:
         validate(cfg)
         check_accelerator(cfg.trainer)
+        check_launcher(cfg.trainer)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = instantiate(cfg.dataset, seed=cfg.seed)
         if hasattr(dm, "check_available"):
