@@ -67,3 +67,17 @@ def test_a_gpu_job_without_a_gpu_records_every_member_as_failed(compose_cfg,
             assert s["status"] == "completed"
         else:
             assert s["status"] == "failed" and "trainer.accelerator='gpu'" in s["error"]
+
+
+@pytest.mark.parametrize("devices,want", [(1, "cuda"), ([1], "cuda:1"), ("1,", "cuda:1"),
+                                          ("auto", "cuda"), (None, "cuda"), ([0], "cuda:0")])
+def test_a_job_trains_on_the_gpu_that_trainer_devices_names(devices, want) -> None:
+    # trainer.devices=[1] passed the checks but trained on GPU 0
+    from omegaconf import OmegaConf
+
+    from initlab.vectorized.run import _device
+
+    cfg = OmegaConf.create({"trainer": {"accelerator": "gpu", "devices": devices}})
+    assert _device(cfg) == want
+    cfg.trainer.accelerator = "cpu"
+    assert _device(cfg) == "cpu"

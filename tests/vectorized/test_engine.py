@@ -152,9 +152,15 @@ def test_a_diverged_member_is_frozen() -> None:  # the engine alone, no config
 
 
 @pytest.mark.parametrize("augment", [False, True])
-def test_each_member_walks_its_own_seeds_batches(augment: bool) -> None:
+@pytest.mark.parametrize("per_step", [False, True])
+def test_each_member_walks_its_own_seeds_batches(augment: bool, per_step: bool,
+                                                 monkeypatch) -> None:
     from initlab.data.batcher import TensorBatcher
+    from initlab.vectorized import engine
     from initlab.vectorized.engine import member_batches
+
+    if per_step:  # a training set too large to gather K copies of: one step at a time
+        monkeypatch.setattr(engine, "EPOCH_GATHER_BYTES", 0)
 
     x, y = torch.arange(50.0).view(50, 1), torch.arange(50)
 
@@ -194,6 +200,11 @@ def test_stacked_forward_is_each_members_forward(act, bias: bool, norm: str) -> 
 @pytest.mark.parametrize("extra", [
     # the default diagnostics: grad norms, update ratios, dead fractions per member
     ["diagnostics=default"],
+    # Lightning's log_every_n_steps: null is 50 (here for the diagnostics too), 0 no
+    # train/loss (members logged it every step; null + null failed every member)
+    ["diagnostics=default", "trainer.log_every_n_steps=null",
+     "diagnostics.callback.log_every_n_steps=null"],
+    ["diagnostics=default", "trainer.log_every_n_steps=0"],
     # a CNN (vmap forward; dead channels), weight and activation histograms, the checks
     # on every step
     ["model=cnn", "model.channels=[8,8]", "init=orthogonal", "diagnostics=full",
@@ -245,6 +256,7 @@ def test_without_a_validation_split_no_val_metrics_and_dead_fractions_on_the_fix
     assert {k for k in ordinary if "val" in k} == {k for k in vec if "val" in k}
     want, got = tb_events(tmp_path / "o"), tb_events(tmp_path / "v")
     assert not [t for t in got if t.startswith("val/")]
+    assert [s for s, _ in got["epoch"]] == [s for s, _ in want["epoch"]]  # no val logs
     dead = [t for t in want if t.startswith("diag/dead_frac/")]
     assert dead and any(v > 0 for t in dead for _, v in want[t])
     for tag in dead:

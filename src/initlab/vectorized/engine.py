@@ -37,6 +37,9 @@ from initlab.vectorized.mlp_grads import StackedMLP, member_cross_entropy, membe
 # Evaluation works on K x chunk examples at once; chunks are cut so that K * chunk stays
 # below this (an eval batch is split, which only changes float summation order).
 EVAL_EXAMPLES = 65_536
+# An epoch's batches of all members are gathered at once up to this size (K copies of
+# the training set: MNIST at K = 64 would be 10 GB); beyond it, one step's at a time.
+EPOCH_GATHER_BYTES = 256 * 2**20
 
 
 def _plain_mlp(model: nn.Module) -> bool:
@@ -157,13 +160,21 @@ def member_batches(x: Tensor, y: Tensor, batchers: Sequence[Any], epoch: int
     n_batches = len(batchers[0])
     if all(getattr(b, "transform", None) is None for b in batchers):
         order = torch.stack([b.order(epoch) for b in batchers])  # (K, N)
+        k, n = order.shape
+        bs = batchers[0].batch_size
+        row_bytes = x[0].numel() * x.element_size() + y[0].numel() * y.element_size()
+        if k * n * row_bytes > EPOCH_GATHER_BYTES:  # one step's batches at a time
+            for i in range(n_batches):
+                idx = order[:, i * bs : (i + 1) * bs]
+                m = idx.shape[1]
+                yield (x.index_select(0, idx.reshape(-1)).view(k, m, *x.shape[1:]),
+                       y.index_select(0, idx.reshape(-1)).view(k, m, *y.shape[1:]))
+            return
         # the whole epoch in one gather (index_select: a third of x[order]'s time); each
         # step's batch is a view of it
-        k, n = order.shape
         idx = order.reshape(-1)
         xs = x.index_select(0, idx).view(k, n, *x.shape[1:])
         ys = y.index_select(0, idx).view(k, n, *y.shape[1:])
-        bs = batchers[0].batch_size
         for i in range(n_batches):
             yield xs[:, i * bs : (i + 1) * bs], ys[:, i * bs : (i + 1) * bs]
         return
@@ -213,7 +224,8 @@ class VectorizedTrainer:
         self.classification = task == "classification"
         self.loggers = list(loggers) if loggers is not None else [None] * model.k
         self._any_logger = any(lg is not None for lg in self.loggers)
-        self.log_every_n_steps = max(int(log_every_n_steps or 1), 1)
+        # as Lightning's Trainer: null is its default of 50, 0 logs no train/loss
+        self.log_every_n_steps = 50 if log_every_n_steps is None else int(log_every_n_steps)
         self.clip_val = gradient_clip_val
         self.clip_algorithm = gradient_clip_algorithm or "norm"
         self.max_loss = max_loss
@@ -333,7 +345,8 @@ class VectorizedTrainer:
                 if self.classification:
                     preds.append(predicted_class(out))
                     targets.append(yb)
-                if self._any_logger and self.global_step % self.log_every_n_steps == 0:
+                every = self.log_every_n_steps
+                if self._any_logger and every > 0 and self.global_step % every == 0:
                     self._log_step(vals)
                 self.global_step += 1
             # float64 means, as InitStudyModule publishes them
@@ -437,7 +450,8 @@ class VectorizedTrainer:
             # at the step after it
             for split, step in (("val", self.global_step), ("train", self.global_step - 1)):
                 metrics = {k: v for k, v in tags.items() if k.startswith(f"{split}/")}
-                self._log(j, {**metrics, "epoch": epoch}, max(step, 0))
+                if metrics:  # no validation split: no val log at all, as the module
+                    self._log(j, {**metrics, "epoch": epoch}, max(step, 0))
 
     def test(self, x: Tensor, y: Tensor, batch_size: int) -> None:
         """Test every member that did not diverge (as ``trainer.test`` after fit)."""

@@ -61,14 +61,22 @@ class Member:
 
 
 def _device(cfg: DictConfig) -> str:
+    """The job's device: the CPU, or the CUDA device ``trainer.devices`` names (a list
+    of one index, Lightning's way to pick one; a count picks the first)."""
     import torch
 
     accel = str(cfg.trainer.get("accelerator", "cpu"))
-    if accel in ("gpu", "cuda"):
-        return "cuda"
     if accel == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cpu"
+        accel = "cuda" if torch.cuda.is_available() else "cpu"
+    if accel not in ("gpu", "cuda"):
+        return "cpu"
+    devices = cfg.trainer.get("devices")
+    if isinstance(devices, str):  # "1," is Lightning's string form of [1]; "auto", "-1"
+        parts = [d.strip() for d in devices.split(",") if d.strip()]
+        devices = [int(d) for d in parts] if "," in devices and parts else None
+    if devices is not None and not isinstance(devices, int) and len(devices) == 1:
+        return f"cuda:{int(devices[0])}"
+    return "cuda"
 
 
 def check_members(members: Sequence[Member],
@@ -222,6 +230,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                                           list(stacked.params.values()))
             tcfg = cfg.trainer
             log_every = tcfg.get("log_every_n_steps", 50)
+            log_every = 50 if log_every is None else int(log_every)  # Lightning's default
             diagnostics = None if diag_settings is None else MemberDiagnostics(
                 diag_settings, stacked, [loggers[i] for i in live], log_every,
                 [summaries[i]["run_name"] for i in live])
