@@ -130,3 +130,15 @@ def test_members_differing_in_seed_share_one_composition() -> None:
     assert node.job.override_dirname == want_node["job"]["override_dirname"]
     assert subdir == f"5_{want_node['job']['override_dirname']}"
     assert subdir == "5_+foo=1,init=xavier,model.depth=2,seed=7"
+
+
+def test_a_members_overrides_come_back_in_the_runs_own_order() -> None:
+    from initlab.vectorized.grouping import in_order
+
+    runs = expand("model.depth=2", "init=xavier,he", "seed=0,1", "trainer.max_epochs=1")
+    (job,) = group_jobs(runs)
+    assert job.order == ["model.depth", "init", "seed", "trainer.max_epochs"]
+    for num, own in job.members:
+        assert in_order([*job.shared, *own], job.order) == runs[num]
+    assert "++vectorize.order=['model.depth','init','seed','trainer.max_epochs']" in \
+        job.overrides(0)

@@ -53,6 +53,10 @@ def test_four_runs_in_one_job(run_train, tmp_path: Path) -> None:
             f"trainer.max_epochs=1")
         s = json.loads((run_dir / "summary.json").read_text())
         assert s["config"]["init.scheme"] == row["init"] and s["config"]["seed"] == row["seed"]
+        # the run's overrides in the command line's order, as in the basic sweeper's job
+        # (the run name is made from them; members used to list the shared ones first)
+        assert s["overrides"] == [f"init={row['init']}", f"seed={row['seed']}",
+                                  f"paths.output_root={tmp_path}", *TINY]
         assert s["wall_time_s"] == pytest.approx(s["job_wall_time_s"] / 4)
         hist = pd.read_csv(run_dir / "history.csv")
         assert list(hist.columns[:6]) == ["epoch", "step", "train_loss", "train_acc",

@@ -59,7 +59,7 @@ class AggregateSweep(Callback):
         value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
         if isinstance(value, dict) and value.get("vectorized"):
             # one job trained several runs; it printed a line per run itself
-            shared = [o for o in job_return.overrides or [] if "vectorize.members" not in o]
+            shared = [o for o in job_return.overrides or [] if "++vectorize." not in o]
             print(f"[vectorized job {config.hydra.job.num + 1}] {' '.join(shared) or '(defaults)'}"
                   f": {value.get('status')}", flush=True)
             return

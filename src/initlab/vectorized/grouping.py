@@ -38,17 +38,31 @@ class VectorizedJob:
 
     shared: list[str]
     members: list[tuple[int, list[str]]] = field(default_factory=list)  # (run number, overrides)
+    # the keys of a run's override list in its order (the same for every run of a sweep):
+    # a member's list is rebuilt in it, so its run name is the ordinary run's
+    order: list[str] = field(default_factory=list)
 
     def overrides(self, index: int) -> list[str]:
         """The job's override list (``index`` names its hidden job folder)."""
+        order = ",".join(quote(k) for k in self.order)
         return [
             *self.shared,
             f"{VECTORIZE_KEY_OVERRIDE}={encode_members(self.members)}",
+            f"++{VECTORIZE_KEY}.order=[{order}]",
             f"hydra.sweep.subdir={quote(f'{JOB_DIR}/{index}')}",
         ]
 
 
 VECTORIZE_KEY_OVERRIDE = f"++{VECTORIZE_KEY}.members"
+
+
+def in_order(overrides: Sequence[str], order: Sequence[str] | None) -> list[str]:
+    """``overrides`` sorted by their keys' places in ``order`` (a stable sort; keys not in
+    it go last): a member's shared and own overrides back in the run's own order."""
+    if not order:
+        return list(overrides)
+    place = {key: i for i, key in enumerate(order)}
+    return sorted(overrides, key=lambda o: place.get(override_key(o), len(place)))
 
 
 def group_jobs(
@@ -68,13 +82,14 @@ def group_jobs(
     for num, job in enumerate(jobs):
         shared = [o for o in job if not is_member_key(override_key(o), keys)]
         own = [o for o in job if is_member_key(override_key(o), keys)]
-        group = groups.setdefault(tuple(shared), VectorizedJob(shared=list(shared)))
+        group = groups.setdefault(tuple(shared), VectorizedJob(
+            shared=list(shared), order=[override_key(o) for o in job]))
         group.members.append((num, own))
     out: list[VectorizedJob] = []
     for group in groups.values():
         size = max_members or len(group.members)
         for i in range(0, len(group.members), size):
-            out.append(VectorizedJob(group.shared, group.members[i : i + size]))
+            out.append(VectorizedJob(group.shared, group.members[i : i + size], group.order))
     return out
 
 

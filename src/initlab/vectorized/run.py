@@ -36,6 +36,7 @@ from initlab.vectorized.grouping import (
     JOB_DIR,
     VECTORIZE_KEY,
     decode_members,
+    in_order,
     is_member_key,
     override_key,
     split_seed,
@@ -379,6 +380,7 @@ def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path |
 
     hc = HydraConfig.get()
     spec = decode_members(members if members is not None else cfg[VECTORIZE_KEY].members)
+    key_order = cfg[VECTORIZE_KEY].get("order") if VECTORIZE_KEY in cfg else None
     out = Path(hc.runtime.output_dir)
     if sweep_dir is None:
         sweep_dir = out.parents[1] if out.parent.name == JOB_DIR else out
@@ -395,7 +397,7 @@ def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path |
     labels: dict[int, list[str]] = {}
     order: list[int] = []
     for num, own in spec:
-        overrides = [*shared, *own]
+        overrides = in_order([*shared, *own], key_order)  # the ordinary run's order
         mcfg, hnode, subdir = compose_member(overrides, num)
         run_dir = sweep_dir / subdir
         with open_dict(hnode):
