@@ -42,7 +42,10 @@ def load_results(sweep: Path) -> pd.DataFrame:
     path = sweep / "results.csv"
     if not path.is_file():
         raise SystemExit(f"{path} not found: is {sweep} a finished sweep folder?")
-    return pd.read_csv(path)
+    results = pd.read_csv(path)
+    if "duplicate_of" in results:  # a run done twice counts once (see docs/results.md)
+        results = results[results["duplicate_of"].isna()]
+    return results
 
 
 def experiment_name(results: pd.DataFrame) -> str | None:
@@ -161,7 +164,8 @@ def plot_arms(results: pd.DataFrame, sweep: Path, out: Path, metric: str, title:
             ax.plot(epochs, mean, color=color, lw=2, label=label)
             label = None
         if len(diverged):
-            where = pd.to_numeric(diverged.get("diverged_epoch"), errors="coerce").fillna(0) + 1
+            # diverged_epoch counts from 1, as the history's epochs
+            where = pd.to_numeric(diverged.get("diverged_epoch"), errors="coerce").fillna(1)
             y = high - 0.04 * (high - low) if regression else low + 0.04 * (high - low)
             ax.scatter(where, [y] * len(where), marker="x", s=60, color=color, zorder=4,
                        label=label)

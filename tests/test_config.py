@@ -178,9 +178,14 @@ def test_long_override_lists_give_short_stable_job_folder_names() -> None:
     long = ",".join(f"dataset.key_{i}={i * 1000}" for i in range(20))
     short = shorten(long, JOB_DIRNAME_LIMIT)
     assert len(short) == JOB_DIRNAME_LIMIT and short.startswith(long[:100])
+    fits = long[:JOB_DIRNAME_LIMIT]  # a name that fitted before is kept: old sweeps resume
+    assert shorten(fits, JOB_DIRNAME_LIMIT) == fits
     assert short == shorten(long, JOB_DIRNAME_LIMIT)  # a rerun finds the same folder
     assert short != shorten(long + "1", JOB_DIRNAME_LIMIT)  # distinct lists stay distinct
     assert shorten("init=he,seed=0", JOB_DIRNAME_LIMIT) == "init=he,seed=0"
+    wide = "init.name=\u00e9t\u00e9," * 30  # 2-byte characters: the limit is in bytes
+    cut = shorten(wide, JOB_DIRNAME_LIMIT)
+    assert len(cut.encode()) <= JOB_DIRNAME_LIMIT and cut.startswith("init.name=\u00e9t")
     node = OmegaConf.create({"o": long, "sub": "${initlab.dirname:${o}}"})
     assert node.sub == short  # the resolver conf/config.yaml names job folders with
 

@@ -155,18 +155,23 @@ def test_lean_validation_runs_in_the_precision_of_lightnings_loop(compose_cfg, t
 
 
 class UnscaledGradNorms(pl.Callback):
-    """The total gradient norm the optimizer step gets (after the scaler's unscale)."""
+    """The total gradient norm and largest element the optimizer step gets (after the
+    scaler's unscale)."""
 
     def __init__(self) -> None:
         self.norms: list[float] = []
+        self.maxima: list[float] = []
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:  # noqa: ANN001
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         self.norms.append(float(torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g.float()) for g in grads]))))
+        self.maxima.append(max(float(g.abs().max()) for g in grads))
 
 
-def test_clipping_under_fp16_loss_scaling_clips_the_true_gradients(compose_cfg) -> None:
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_clipping_under_fp16_loss_scaling_clips_the_true_gradients(compose_cfg,
+                                                                   algorithm: str) -> None:
     # 16-mixed on a GPU scales the loss; Lightning unscales only inside opt.step, after
     # the module clips. Here a CPU GradScaler stands in for the GPU's (the same scaler
     # logic, real Lightning plugin); the clipped gradients must have norm 1, not 1/scale.
@@ -186,7 +191,8 @@ def test_clipping_under_fp16_loss_scaling_clips_the_true_gradients(compose_cfg) 
     module = InitStudyModule(model, initializer=instantiate(cfg.init),
                              optimizer=instantiate(cfg.optimizer), task=dm.task,
                              num_outputs=dm.num_outputs, activation=make_act(), seed=0,
-                             gradient_clip_val=1.0)
+                             gradient_clip_val=0.01 if algorithm == "value" else 1.0,
+                             gradient_clip_algorithm=algorithm)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     norms = UnscaledGradNorms()
     trainer = pl.Trainer(accelerator="cpu", max_steps=6, logger=False, callbacks=[norms],
@@ -196,8 +202,10 @@ def test_clipping_under_fp16_loss_scaling_clips_the_true_gradients(compose_cfg) 
                          limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
     assert len(norms.norms) == 6 and scaler.get_scale() > 1
-    # the init's gradients are far above 1: every step is clipped to norm 1
-    assert norms.norms == pytest.approx([1.0] * 6, rel=1e-3)
+    if algorithm == "norm":  # the init's gradients are far above 1: norm 1 at every step
+        assert norms.norms == pytest.approx([1.0] * 6, rel=1e-3)
+    else:  # every element within +-0.01, the largest at it
+        assert norms.maxima == pytest.approx([0.01] * 6, rel=1e-3)
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 50])

@@ -83,3 +83,13 @@ def test_hparams_yaml_with_other_values_goes_through_lightning(tmp_path: Path) -
     logger.save()
     text = (Path(logger.log_dir) / "hparams.yaml").read_text()
     assert yaml.safe_load(text) == {"channels": [4, 8], "init": "he"}
+
+
+@pytest.mark.parametrize("status", ["failed", "diverged"])
+def test_hparams_yaml_is_written_whatever_the_runs_outcome(tmp_path: Path, status: str) -> None:
+    # Lightning's finalize saves only on "success": diverged and failed runs kept {}
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="run")
+    logger.log_hyperparams({"init": "random", "status": status})
+    logger.finalize(status)
+    hp = yaml.safe_load((Path(logger.log_dir) / "hparams.yaml").read_text())
+    assert hp == {"init": "random", "status": status}

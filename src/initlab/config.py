@@ -56,12 +56,14 @@ def flatten(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def shorten(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters, else its start and a hash of all
+    """``text`` if it has at most ``limit`` bytes (UTF-8), else its start and a hash of all
     of it (``~`` + 10 hex digits): names stay distinct and the same text always gives the
     same name (a rerun finds its folder)."""
-    if len(text) <= limit:
+    raw = text.encode()
+    if len(raw) <= limit:
         return text
-    return f"{text[: limit - 11]}~{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+    head = raw[: limit - 11].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha1(raw).hexdigest()[:10]}"
 
 
 def slug(text: str) -> str:
@@ -70,8 +72,9 @@ def slug(text: str) -> str:
 
 
 # Job folders are <job number>_<overrides> (conf/config.yaml, hydra.sweep.subdir); a file
-# name has at most 255 bytes, which a dozen overrides exceed
-JOB_DIRNAME_LIMIT = 160
+# name has at most 255 bytes, which a dozen overrides exceed. Names that fit (with room
+# for the job number) are kept as they are, so sweeps made before still resume.
+JOB_DIRNAME_LIMIT = 245
 OmegaConf.register_new_resolver(
     "initlab.dirname", lambda text: shorten(str(text), JOB_DIRNAME_LIMIT), replace=True)
 
@@ -138,7 +141,9 @@ def validate(cfg: DictConfig) -> None:
         # Lightning counts these in its batches, which are calls of steps_per_call steps
         for key, default in (("limit_train_batches", 1.0), ("val_check_interval", 1.0)):
             value = t.get(key)
-            _check(value is None or value == default, f"trainer.{key}", value,
+            # a float: Lightning reads an integer (even 1) as a number of batches
+            _check(value is None or (isinstance(value, float) and value == default),
+                   f"trainer.{key}", value,
                    f"null or {default} while trainer.steps_per_call={spc} (Lightning would "
                    "count calls of that many steps); set trainer.steps_per_call=1 to use it")
     clip = t.get("gradient_clip_val")

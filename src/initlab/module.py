@@ -221,9 +221,10 @@ class InitStudyModule(pl.LightningModule):
             loss = self.loss(out, y)
             opt.zero_grad()
             backward(loss)
-            if clip:
-                scaled = clip if scaler is None else clip * float(scaler.get_scale())
-                self.clip_gradients(opt, gradient_clip_val=scaled,
+            if clip and scaler is not None:
+                self._clip_scaled(opt, clip, scaler)
+            elif clip:
+                self.clip_gradients(opt, gradient_clip_val=clip,
                                     gradient_clip_algorithm=self.gradient_clip_algorithm)
             step(opt)
             # kept as they are (no detach op per step) and reduced without a graph below;
@@ -237,6 +238,28 @@ class InitStudyModule(pl.LightningModule):
         self._log_step_losses(values, first_step)
         # the divergence check reads the host copy: no further op or sync
         return {"losses": losses_t, "loss_values": values}
+
+    def _clip_scaled(self, opt: Any, clip: float, scaler: Any) -> None:
+        """Lightning's norm or value clipping of the still-scaled gradients at ``clip``
+        times the loss scale, the scale kept on the device (``get_scale()`` would copy it
+        to the host at every step)."""
+        scale = getattr(scaler, "_scale", None)
+        bound = clip * (scale.reshape(()) if scale is not None else scaler.get_scale())
+        optimizer = getattr(opt, "optimizer", opt)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if not grads:
+            return
+        with torch.no_grad():
+            if (self.gradient_clip_algorithm or "norm") == "value":
+                for g in grads:
+                    torch.clamp(g, -bound, bound, out=g)
+                return
+            # torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6), <= 1
+            total = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g) for g in grads]))
+            coef = torch.clamp(bound / (total + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, coef.to(grads[0].dtype))
 
     def _log_step_losses(self, losses: list[float], first_step: int) -> None:
         """``train/loss`` of the call's logging steps."""

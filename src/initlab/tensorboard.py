@@ -121,4 +121,6 @@ class TensorBoardLogger(LightningTensorBoardLogger):
 
     def finalize(self, status: str) -> None:
         self.write_pending()
+        if status != "success":  # Lightning saves (hparams.yaml) only on success
+            self.save()
         super().finalize(status)

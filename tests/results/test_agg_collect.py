@@ -219,3 +219,24 @@ def test_same_seed_in_another_configuration_is_not_a_duplicate(tmp_path, make_ru
     make_run(sweep, 2, init="he", seed=0, config={"optimizer.lr": 0.01})
     res = pd.read_csv(aggregate(sweep, plots=False)["results"])
     assert "duplicate_of" not in res.columns and len(res) == 3
+
+
+def test_duplicates_are_left_out_of_the_diagnostics_figures(tmp_path, make_run,
+                                                            monkeypatch) -> None:
+    from initlab.results import plots
+
+    seen = []
+    real = plots.plot_all
+
+    def spy(sweep, results, **kwargs):
+        seen.append(sorted(set(kwargs["diagnostics"]["run"])))
+        return real(sweep, results, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_all", spy)
+    diag = [{"index": 0, "layer": "net.0", "act_std": 1.0, "grad_std": 1.0}]
+    sweep = tmp_path / "sweep"
+    make_run(sweep, 0, seed=0, diagnostics=diag)
+    make_run(sweep, 1, seed=1, diagnostics=diag)
+    make_run(sweep, 2, seed=0, diagnostics=diag)  # seed 0 again
+    aggregate(sweep)
+    assert seen == [["0_init=he,activation=relu,seed=0", "1_init=he,activation=relu,seed=1"]]

@@ -125,3 +125,10 @@ def test_a_single_configuration_is_not_said_to_be_the_only_survivor(tmp_path,
     sweep = _sweep(tmp_path, make_run, {"he": [0.9, 0.92]})
     report = aggregate(sweep, plots=False)["report"].read_text()
     assert "the only configuration in this group; no comparison" in report
+
+
+def test_no_target_no_epochs_to_target_column(tmp_path, make_run) -> None:
+    sweep = _sweep(tmp_path, make_run, {"xavier": [0.80, 0.82], "he": [0.85, 0.86]},
+                   target=None)
+    report = aggregate(sweep, plots=False)["report"].read_text()
+    assert "reached)" not in report and "epochs to target" not in report.lower()

@@ -350,6 +350,13 @@ def counted(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["duplicate_of"].isna()]
 
 
+def _counted_diagnostics(diagnostics: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """The per-layer init diagnostics of the runs that count (no duplicates)."""
+    if diagnostics.empty or "run" not in diagnostics:
+        return diagnostics
+    return diagnostics[diagnostics["run"].isin(results["run"])]
+
+
 def collect(sweep_dir: str | Path) -> pd.DataFrame:
     """results.csv as a DataFrame: one row per run folder, every status included."""
     return scan(sweep_dir, diagnostics=False).results
@@ -602,7 +609,7 @@ def aggregate(
         written["plots"] = sweep / PLOTS_DIR
         try:
             figures = plot_all(sweep, results, keys=keys, axes=heat_axes,
-                               diagnostics=found.diagnostics,
+                               diagnostics=_counted_diagnostics(found.diagnostics, results),
                                init_histograms=found.init_histograms)
         except Exception as exc:  # noqa: BLE001 - plots must not lose the tables
             log.error("plotting failed (%s: %s); the tables and report are written",

@@ -220,6 +220,9 @@ def _ranking_section(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKe
         return "\n\n".join(out)
     context = [k for k in keys.context if k in summary]
     hue = [k for k in keys.hue if k in summary]
+    # epochs to target only where a target was set (target_metric: null sets none)
+    has_target = "cfg.target_metric" in results and bool(
+        pd.to_numeric(results["cfg.target_metric"], errors="coerce").notna().any())
     ctx_ids = _ids(summary, context)
     group = [k for k in keys.group if k in summary]
     sum_ids = _ids(summary, group)
@@ -244,7 +247,8 @@ def _ranking_section(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKe
                     "epochs_to_target"]
         # epochs to target stays when no configuration reached it: "(0/2 reached)" says so
         cols = [c for c in cols if f"{c}_mean" in block and block[f"{c}_mean"].notna().any()
-                or c == metric or (c == "epochs_to_target" and "n_reached_target" in block)]
+                or c == metric or (c == "epochs_to_target" and has_target
+                                   and "n_reached_target" in block)]
         header = ["rank", "init" if hue == ["init"] else "init setting",
                   "runs (ok/div/fail/inc)"] + [METRIC_NAMES.get(c, c) for c in cols]
         rows = []
