@@ -116,3 +116,23 @@ def test_regression_ranked_by_lowest_loss(tmp_path, make_run) -> None:
     assert res["best_val_acc"].isna().all()
     assert res.set_index("run").filter(like="init=he", axis=0)["epochs_to_target"].tolist() \
         == [3, 3]
+
+
+def test_arms_of_a_study_are_ranked_against_each_other(tmp_path, make_run) -> None:
+    # fixup2019-like arms: each arm fixes the init and the norm; the norm used to be a
+    # context key, so every arm was ranked alone ("no comparison")
+    sweep = tmp_path / "sweep"
+    arms = [("fixup", "fixup", "none", 0.90), ("bn_he", "he", "batch", 0.80),
+            ("he", "he", "none", 0.50)]
+    n = 0
+    for arm, init, norm, best in arms:
+        for seed in (0, 1):
+            make_run(sweep, n, init=init, seed=seed, val=(0.3, best + seed / 100),
+                     config={"study.arm": arm, "model.norm": norm})
+            n += 1
+    written = aggregate(sweep, plots=False)
+    summ = pd.read_csv(written["summary"])
+    assert list(summ["cfg.study.arm"]) == ["fixup", "bn_he", "he"]
+    assert list(summ["rank"]) == [1, 2, 3]  # one ranking over the three arms
+    report = written["report"].read_text()
+    assert "**Winner: fixup" in report and "no comparison" not in report

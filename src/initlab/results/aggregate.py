@@ -395,12 +395,18 @@ def varying_config_keys(results: pd.DataFrame) -> list[str]:
     return keys
 
 
+ARM_KEY = "cfg.study.arm"  # the arm of a named study (conf/experiment/arm/)
+
+
 @dataclass(frozen=True)
 class SweepKeys:
     """How the columns of a sweep relate.
 
     ``group``: every key defining a configuration except the seed (summary.csv rows);
     ``competitors``: ``init`` and the swept ``cfg.init.*`` keys (what a ranking compares);
+    in an arm study (``cfg.study.arm`` varies: named experiments whose arms differ in
+    more than the init, e.g. Fixup vs BatchNorm) also the arm and every key the arm
+    decides (one value per arm), so that the arms are ranked against each other;
     ``context``: ``group`` minus ``competitors`` (a ranking is done within each value);
     ``swept``: keys (axes or config) that take more than one value independently of the
     init choice - the axes a user swept; config keys that only differ because each
@@ -414,8 +420,10 @@ class SweepKeys:
 
     @property
     def hue(self) -> tuple[str, ...]:
-        """Keys that tell the compared init settings apart (``init`` + swept init keys)."""
-        return ("init", *[k for k in self.swept if k.startswith("cfg.init.")])
+        """Keys that tell the compared init settings apart (``init`` + swept init keys,
+        and the arm of an arm study)."""
+        arm = (ARM_KEY,) if ARM_KEY in self.competitors else ()
+        return ("init", *[k for k in self.swept if k.startswith("cfg.init.")], *arm)
 
     @property
     def facets(self) -> tuple[str, ...]:
@@ -429,6 +437,14 @@ def sweep_keys(results: pd.DataFrame) -> SweepKeys:
     varying = varying_config_keys(results)
     group = axes + varying
     competitors = ["init"] + [k for k in varying if k.startswith("cfg.init.")]
+    if ARM_KEY in varying and not known.empty:
+        # the arms compete, with everything an arm decides (norm, optimizer, ...)
+        arm = known[ARM_KEY].astype(str)
+        for key in group:
+            if key not in competitors and key != ARM_KEY and (
+                    known[key].astype(str).groupby(arm).nunique() <= 1).all():
+                competitors.append(key)
+        competitors.append(ARM_KEY)
     context = [k for k in group if k not in competitors]
     swept = []
     for key in group:
