@@ -213,10 +213,24 @@ def plot_generic(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
     inits = list(dict.fromkeys(results["init"].astype(str)))
     for ax, (key, frame) in zip(axes[0], groups, strict=True):
         for i, init in enumerate(inits):
-            curves = _curves(sweep, frame[frame["init"].astype(str) == init], metric)
+            runs = frame[frame["init"].astype(str) == init]
+            # the mean over the completed runs (a diverged run's short history would cut
+            # it and drag it down); diverged runs as x at the epoch they diverged in
+            curves = _curves(sweep, runs[runs["status"] == "completed"], metric)
+            label = init
+            diverged = runs[runs["status"] == "diverged"]
+            if len(diverged):
+                label += f" ({len(diverged)}/{len(runs)} diverged)"
             if curves:
                 epochs, mean = _mean_curve(curves)
-                ax.plot(epochs, mean, color=f"C{i}", label=init)
+                ax.plot(epochs, mean, color=f"C{i}", label=label)
+                label = None
+            if len(diverged):
+                where = pd.to_numeric(diverged.get("diverged_epoch"),
+                                      errors="coerce").fillna(1)
+                low, high = ax.get_ylim()
+                ax.scatter(where, [low] * len(where), marker="x", s=50, color=f"C{i}",
+                           zorder=4, label=label, clip_on=False)
         key = key if isinstance(key, tuple) else (key,)
         ax.set_title(", ".join(f"{f.removeprefix('cfg.')}={v}" for f, v in zip(
             facets, key, strict=True)) or metric, fontsize=9)

@@ -173,7 +173,7 @@ def validate(cfg: DictConfig) -> None:
            "an integer from 0 to 2**32 - 1")
     threads = cfg.get("threads")
     _check(threads is None or (_is_int(threads) and threads >= 1), "threads", threads,
-           "null (one per core, or cores // workers) or an integer >= 1")
+           "null (torch's default, cores // workers or cpus_per_task) or an integer >= 1")
     max_loss = cfg.get("max_loss")
     _check(max_loss is None or (_is_number(max_loss) and max_loss > 0), "max_loss",
            max_loss, "a number > 0 or null (only NaN/inf count as divergence)")

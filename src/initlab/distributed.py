@@ -120,8 +120,8 @@ def worker_threads(threads: int | None, launcher: Any = None) -> int | None:
     >= 1 (before any job work: torch's own error would end the job without a summary)."""
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads={threads!r} is not allowed: null (one per core, or "
-                             "cores // workers) or an integer >= 1")
+            raise ValueError(f"threads={threads!r} is not allowed: null (torch's default, "
+                             "cores // workers or cpus_per_task) or an integer >= 1")
         return threads
     target = str(getattr(launcher, "_target_", "") or "") if launcher is not None else ""
     if "submitit" in target.lower():

@@ -44,3 +44,31 @@ def test_runs_done_twice_count_once_and_divergence_marks_sit_at_their_epoch(
     module.plot_arms(results, sweep, tmp_path / "arms.png", "val_acc", "t")
     assert marks == [[2]]  # the x at epoch 2, where history.csv would have the row
     assert pd.read_csv(sweep / "results.csv")["duplicate_of"].notna().sum() == 1
+
+
+def test_generic_figure_averages_completed_runs_and_marks_diverged_ones(
+        tmp_path, make_run, monkeypatch) -> None:
+    # a run that diverged in epoch 3 cut the mean curve to 2 epochs and dragged it down
+    from matplotlib.axes import Axes
+
+    lines, marks = [], []
+    real_plot, real_scatter = Axes.plot, Axes.scatter
+
+    def plot(self, *args, **kwargs):
+        lines.append((list(args[0]), list(args[1])))
+        return real_plot(self, *args, **kwargs)
+
+    def scatter(self, x, y, *args, **kwargs):
+        marks.append(list(x))
+        return real_scatter(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", plot)
+    monkeypatch.setattr(Axes, "scatter", scatter)
+    sweep = tmp_path / "sweep"
+    make_run(sweep, 0, seed=0, val=(0.5, 0.8, 0.9, 0.95))
+    make_run(sweep, 1, seed=1, val=(0.3, 0.2), status="diverged")
+    aggregate(sweep, plots=False)
+    module = plot_module()
+    module.plot_generic(module.load_results(sweep), sweep, tmp_path / "g.png")
+    assert lines == [([1, 2, 3, 4], [0.5, 0.8, 0.9, 0.95])]  # the completed run alone
+    assert marks == [[3]]

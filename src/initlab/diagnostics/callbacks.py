@@ -106,11 +106,11 @@ def gradient_warning(what: str, bound: float | None, patience: int, step: int,
     episode."""
     if what == "explode":
         return (f"exploding gradients: total gradient norm > {bound:g} (or not finite) for "
-                f"{patience} consecutive steps (checked at step {step}, last norm "
+                f"{patience} consecutive checks (checked at step {step}, last norm "
                 f"{float(last_total):.3g}); consider a smaller init scale or learning rate, "
                 "or gradient clipping")
     return (f"vanishing gradients: first layer gradient norm < {bound:g} for {patience} "
-            f"consecutive steps (checked at step {step}); the first layers are not learning")
+            f"consecutive checks (checked at step {step}); the first layers are not learning")
 
 
 DeadPlan = list[tuple[str, nn.Module, int, str]]

@@ -4,7 +4,8 @@ The basic sweeper expands ``init=xavier,he seed=0,1 activation=relu,tanh`` into 
 override list per run. Runs whose lists differ only in *member keys* (``init``,
 ``init.*`` and ``seed`` by default) share the architecture and the data, so they are
 trained together: each such group becomes ONE job whose overrides are the shared ones
-plus ``++vectorize.members=[{num: <run number>, overrides: [...]}, ...]``.
+plus ``++vectorize.members=[{num: <run number>, overrides: [...]}, ...]`` and the keys'
+order in a run's list, ``++vectorize.order=[...]``.
 """
 
 from __future__ import annotations
