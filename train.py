@@ -17,10 +17,7 @@ from initlab.resume import finished_summary
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
-    try:
-        threads = worker_threads(cfg.get("threads"), hc.launcher)
-    except ValueError:  # run() records it as this run's failure (config.validate)
-        threads = None
+    threads = worker_threads(cfg.get("threads"), hc.launcher)
     if threads:  # parallel workers x threads = cores
         import torch
 

@@ -116,13 +116,12 @@ def worker_threads(threads: int | None, launcher: Any = None) -> int | None:
     cores // n_jobs, so that parallel workers x threads = cores; under a submitit
     launcher (SLURM, local) the job's ``cpus_per_task``, the cores it was given (torch
     would take every core of the node, and jobs share nodes); else None (torch's
-    default). Raises ValueError naming ``threads`` for anything but null or an integer
-    >= 1 (before any job work: torch's own error would end the job without a summary)."""
+    default). A ``threads`` other than null or an integer >= 1 gives None here: the run
+    then fails on it in ``config.validate``, which names the key, with its summary written
+    (torch's own error would end the job without one)."""
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads={threads!r} is not allowed: null (torch's default, "
-                             "cores // workers or cpus_per_task) or an integer >= 1")
-        return threads
+        valid = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+        return threads if valid else None
     target = str(getattr(launcher, "_target_", "") or "") if launcher is not None else ""
     if "submitit" in target.lower():
         cpus = getattr(launcher, "cpus_per_task", None)
