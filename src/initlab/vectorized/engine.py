@@ -42,6 +42,12 @@ EVAL_EXAMPLES = 65_536
 EPOCH_GATHER_BYTES = 256 * 2**20
 
 
+def log_interval(log_every_n_steps: int | None) -> int:
+    """``trainer.log_every_n_steps`` as Lightning's Trainer reads it: null is its default
+    of 50, 0 logs no ``train/loss``."""
+    return 50 if log_every_n_steps is None else int(log_every_n_steps)
+
+
 def _plain_mlp(model: nn.Module) -> bool:
     """An ``initlab`` MLP without normalization layers and with parameter-free
     activations: its stacked forward is a chain of batched matrix products."""
@@ -224,8 +230,7 @@ class VectorizedTrainer:
         self.classification = task == "classification"
         self.loggers = list(loggers) if loggers is not None else [None] * model.k
         self._any_logger = any(lg is not None for lg in self.loggers)
-        # as Lightning's Trainer: null is its default of 50, 0 logs no train/loss
-        self.log_every_n_steps = 50 if log_every_n_steps is None else int(log_every_n_steps)
+        self.log_every_n_steps = log_interval(log_every_n_steps)
         self.clip_val = gradient_clip_val
         self.clip_algorithm = gradient_clip_algorithm or "norm"
         self.max_loss = max_loss

@@ -147,7 +147,12 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         record_setup,
     )
     from initlab.vectorized.diagnostics import MemberDiagnostics
-    from initlab.vectorized.engine import StackedModel, VectorizedTrainer, stacked_optimizer
+    from initlab.vectorized.engine import (
+        StackedModel,
+        VectorizedTrainer,
+        log_interval,
+        stacked_optimizer,
+    )
 
     quiet_libraries()
     t0 = time.perf_counter()
@@ -230,8 +235,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
             optimizer = stacked_optimizer(instantiate(cfg.optimizer),
                                           list(stacked.params.values()))
             tcfg = cfg.trainer
-            log_every = tcfg.get("log_every_n_steps", 50)
-            log_every = 50 if log_every is None else int(log_every)  # Lightning's default
+            log_every = log_interval(tcfg.get("log_every_n_steps", 50))
             diagnostics = None if diag_settings is None else MemberDiagnostics(
                 diag_settings, stacked, [loggers[i] for i in live], log_every,
                 [summaries[i]["run_name"] for i in live])
