@@ -166,21 +166,21 @@ def member_batches(x: Tensor, y: Tensor, batchers: Sequence[Any], epoch: int
     n_batches = len(batchers[0])
     if all(getattr(b, "transform", None) is None for b in batchers):
         order = torch.stack([b.order(epoch) for b in batchers])  # (K, N)
-        k, n = order.shape
         bs = batchers[0].batch_size
+
+        def gather(idx: Tensor) -> tuple[Tensor, Tensor]:
+            """The rows ``idx`` (K, m) of x and y as (K, m, ...); index_select takes a
+            third of x[idx]'s time."""
+            flat = idx.reshape(-1)
+            return (x.index_select(0, flat).view(*idx.shape, *x.shape[1:]),
+                    y.index_select(0, flat).view(*idx.shape, *y.shape[1:]))
+
         row_bytes = x[0].numel() * x.element_size() + y[0].numel() * y.element_size()
-        if k * n * row_bytes > EPOCH_GATHER_BYTES:  # one step's batches at a time
+        if order.numel() * row_bytes > EPOCH_GATHER_BYTES:  # one step's batches at a time
             for i in range(n_batches):
-                idx = order[:, i * bs : (i + 1) * bs]
-                m = idx.shape[1]
-                yield (x.index_select(0, idx.reshape(-1)).view(k, m, *x.shape[1:]),
-                       y.index_select(0, idx.reshape(-1)).view(k, m, *y.shape[1:]))
+                yield gather(order[:, i * bs : (i + 1) * bs])
             return
-        # the whole epoch in one gather (index_select: a third of x[order]'s time); each
-        # step's batch is a view of it
-        idx = order.reshape(-1)
-        xs = x.index_select(0, idx).view(k, n, *x.shape[1:])
-        ys = y.index_select(0, idx).view(k, n, *y.shape[1:])
+        xs, ys = gather(order)  # the whole epoch at once; each step's batch is a view
         for i in range(n_batches):
             yield xs[:, i * bs : (i + 1) * bs], ys[:, i * bs : (i + 1) * bs]
         return
