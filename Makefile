@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	$(PY) scripts/bench_overhead.py --epochs 30 --repeats 9 --bare
+	$(PY) scripts/bench_overhead.py --epochs 10 --repeats 5
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -50,7 +50,7 @@ def _config(init: str, act: str, depth: int, seed: int) -> dict[str, Any]:
         "trainer.max_epochs": EPOCHS, "trainer.accelerator": "cpu", "trainer.devices": 1,
         "trainer.precision": "32-true", "trainer.log_every_n_steps": 10,
         "trainer.deterministic": False, "trainer.gradient_clip_val": None,
-        "trainer.checkpoint": False, "trainer.benchmark": False,
+        "checkpoint": False, "trainer.benchmark": False,
         "trainer.limit_train_batches": 1.0, "trainer.limit_val_batches": 1.0,
         "trainer.accumulate_grad_batches": 1, "trainer.num_nodes": 1,
         "trainer.strategy": "auto", "trainer.enable_progress_bar": False,

@@ -1,4 +1,8 @@
-"""Lightning callbacks the pipeline always uses: divergence stop and epoch history."""
+"""Lightning callbacks the pipeline always uses: divergence stop, epoch history, init probe.
+
+Public hooks only: they read what the module logged (``trainer.callback_metrics``) and the
+batch losses ``training_step`` returns, so they work with any LightningModule that logs
+``train/loss_epoch``, ``train/acc``, ``val/loss`` and ``val/acc``."""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 
 log = logging.getLogger("initlab.progress")
 # without a progress bar (sweep jobs), a line per finished epoch at most this often
@@ -52,18 +55,13 @@ class DivergenceGuard(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
-        if isinstance(outputs, dict):
-            values = outputs.get("loss_values")  # host copies: no op, no sync
-            if values is None:
-                losses = outputs.get("losses", outputs.get("loss"))
-                values = None if losses is None else losses.detach().reshape(-1).tolist()
-        else:
-            values = None if outputs is None else outputs.detach().reshape(-1).tolist()
-        if values is not None and trainer.world_size > 1:
-            local = torch.tensor(values, dtype=torch.float64, device=pl_module.device)
-            values = trainer.strategy.reduce(local, reduce_op="mean").tolist()
-        if values is not None:  # one host sync per call for tensor outputs
-            self._check_values(trainer, values)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        values = loss.detach().reshape(-1).double()
+        if trainer.world_size > 1:
+            values = trainer.strategy.reduce(values.to(pl_module.device), reduce_op="mean")
+        self._check_values(trainer, values.tolist())
 
 
 def _scalar(value: Any) -> float | None:
@@ -73,11 +71,12 @@ def _scalar(value: Any) -> float | None:
 
 
 class HistoryRecorder(pl.Callback):
-    """Collects one row per finished epoch from the module's ``epoch_metrics``.
+    """One row per finished training epoch, from the epoch means the module logged.
 
-    The module publishes the train means in its ``on_train_epoch_end``, which Lightning
-    calls after the callbacks' one, so epoch ``e`` is read at the start of epoch ``e + 1``
-    and at the end of fit.
+    Lightning logs the train epoch means before the callbacks' ``on_train_epoch_end`` and
+    runs the epoch's validation before it, so the row is complete there; checkpoint
+    callbacks run after it, so a checkpoint written at the epoch's end holds the row.
+    ``lr`` is the first parameter group's learning rate the epoch started with.
     """
 
     KEYS = {
@@ -95,32 +94,38 @@ class HistoryRecorder(pl.Callback):
         stay quiet); ``name``: the run, for that line."""
         self.rows: list[dict[str, Any]] = []
         self._t0 = time.perf_counter()
-        self._pending: int | None = None
         self.progress_every_s = progress_every_s
         self.name = name
         self._said_at = self._t0
-        self._trainer: pl.Trainer | None = None
+        self._validated_epoch = -1
+        self._epoch_lr: float | None = None
         self.start_step = 0  # the global step this fit started at (> 0 after a resume)
 
-    def _flush(self, trainer: pl.Trainer) -> None:
-        if self._pending is None:
-            return
-        metrics = getattr(trainer.lightning_module, "epoch_metrics", None)
-        if metrics is None:
-            metrics = trainer.callback_metrics
-        row: dict[str, Any] = {"epoch": self._pending + 1, "step": trainer.global_step}
-        # val/* of an epoch without validation would be the last validation's: left empty
-        validated = getattr(trainer.lightning_module, "validated_epoch", self._pending)
-        for col, key in self.KEYS.items():
-            if key in metrics and (validated == self._pending or not key.startswith("val/")):
-                row[col] = _scalar(metrics[key])
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start_step = trainer.global_step
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         opt = trainer.optimizers[0] if trainer.optimizers else None
-        if opt is not None:
-            row["lr"] = opt.param_groups[0]["lr"]
+        self._epoch_lr = float(opt.param_groups[0]["lr"]) if opt is not None else None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule
+                                ) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        metrics = trainer.callback_metrics
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": trainer.global_step}
+        for col, key in self.KEYS.items():
+            # val/* of an epoch without validation would be the last validation's: left empty
+            if key in metrics and (self._validated_epoch == epoch or not key.startswith("val/")):
+                row[col] = _scalar(metrics[key])
+        if self._epoch_lr is not None:
+            row["lr"] = self._epoch_lr
         now = time.perf_counter()
         row["time_s"] = round(now - self._t0, 4)
         self.rows.append(row)
-        self._pending = None
         if self.progress_every_s is not None and now - self._said_at >= self.progress_every_s:
             self._said_at = now
             of = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
@@ -128,24 +133,7 @@ class HistoryRecorder(pl.Callback):
             log.info("%s: epoch %d%s (%.0f s): %s", self.name, row["epoch"], of,
                      row["time_s"], shown)
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_step = trainer.global_step
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._flush(trainer)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._pending = trainer.current_epoch
-        self._trainer = trainer
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._flush(trainer)
-
     def state_dict(self) -> dict[str, Any]:
-        # a checkpoint at an epoch's end is written after the module published the
-        # epoch's means: the epoch belongs in it (a resumed run starts after it)
-        if self._trainer is not None:
-            self._flush(self._trainer)
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -154,7 +142,9 @@ class HistoryRecorder(pl.Callback):
 
 class InitProbe(pl.Callback):
     """Probes the initialized network (after the module's ``setup`` applied the init,
-    before the first step) and logs the per-layer table at step 0.
+    before the first step) and logs the per-layer table at step 0. Works in any Trainer:
+    the batch comes from the data module's ``sample_batch`` where it has one, else from
+    the first training batches.
 
     Skipped on a resumed run: the weights it would see are no longer the init.
     """
@@ -180,15 +170,8 @@ class InitProbe(pl.Callback):
         self.histograms: list[dict[str, Any]] = []
         self.frame: Any = None
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        try:
-            self._probe(trainer, pl_module)
-        finally:
-            # Its work is done: leave the trainer's list, so Lightning stops dispatching
-            # every later hook to it (a few us per hook and epoch). Rebinding the list
-            # leaves the loop that is calling this hook on the old one.
-            if isinstance(getattr(trainer, "callbacks", None), list):
-                trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._probe(trainer, pl_module)
 
     @classmethod
     def from_config(cls, diag: Any, activation: str | None) -> InitProbe:
@@ -200,8 +183,11 @@ class InitProbe(pl.Callback):
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step > 0 or trainer.ckpt_path:
             return
-        x, y = trainer.datamodule.sample_batch(self.batch_size)
-        self.run(pl_module.model, x.to(pl_module.device), y.to(pl_module.device),
+        x, y = probe_batch(trainer, self.batch_size)
+        # initlab's module wraps the network as ``model``; any other module is probed whole
+        model = pl_module.model if isinstance(getattr(pl_module, "model", None),
+                                              torch.nn.Module) else pl_module
+        self.run(model, x.to(pl_module.device), y.to(pl_module.device),
                  trainer.logger if trainer.is_global_zero else None)
 
     def run(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, logger: Any = None
@@ -276,12 +262,21 @@ def activation_histograms(model: Any, x: torch.Tensor, bins: int = 30) -> list[d
     return out
 
 
-class EpochMetricsProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, showing the module's latest epoch means (val/acc, ...)."""
-
-    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)
-        for key, value in getattr(pl_module, "epoch_metrics", {}).items():
-            metrics[key] = f"{value:.4g}"
-        return metrics
+def probe_batch(trainer: pl.Trainer, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` training examples for a probe: the data module's fixed ``sample_batch(n)``
+    where there is one (initlab's data modules), else the first training batches
+    (``trainer.train_dataloader``, set once fit has started)."""
+    dm = getattr(trainer, "datamodule", None)
+    if dm is not None and hasattr(dm, "sample_batch"):
+        return dm.sample_batch(n)
+    loader = trainer.train_dataloader
+    if loader is None:
+        raise RuntimeError("no training data to probe: call the probe once fit has started")
+    xs, ys, have = [], [], 0
+    for x, y in loader:
+        xs.append(x)
+        ys.append(y)
+        have += len(x)
+        if have >= n:
+            break
+    return torch.cat(xs)[:n], torch.cat(ys)[:n]

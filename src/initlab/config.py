@@ -10,12 +10,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Keys a study varies; they lead every run name and results row.
 AXES = ("dataset", "model", "init", "activation", "optimizer", "seed")
-# Keys of the trainer group that initlab handles itself (not pl.Trainer arguments);
-# the module clips gradients since it runs the optimizer steps.
-_TRAINER_EXTRA_KEYS = ("checkpoint", "steps_per_call", "gradient_clip_val",
-                       "gradient_clip_algorithm", "direct_steps", "lean_validation")
-# Trainer arguments that need Lightning's own validation loop.
-_VAL_LOOP_KEYS = ("val_check_interval", "limit_val_batches")
+# Keys that were initlab's own in the trainer group before it held Trainer arguments only.
+MOVED_TRAINER_KEYS = {
+    "checkpoint": "the top-level key checkpoint=true",
+    "steps_per_call": "nothing: one optimizer step per Lightning batch now (remove it)",
+    "direct_steps": "nothing: Lightning runs every step (remove it)",
+    "lean_validation": "nothing: Lightning's validation loop runs (remove it)",
+}
+# Top-level keys besides the config groups (conf/config.yaml, experiments, sweepers).
+TOP_LEVEL_KEYS = ("seed", "run_name", "target_metric", "threads", "max_loss", "checkpoint",
+                  "paths", "study", "scale", "vectorize", "hydra")
+CONFIG_GROUPS = ("dataset", "model", "init", "activation", "optimizer", "lr_scheduler",
+                 "trainer", "callbacks", "logger", "diagnostics", "param")
 
 
 # Bookkeeping keys that say where output goes, not what was trained.
@@ -92,23 +98,39 @@ def run_name(choices: dict[str, str], seed: int, overrides: list[str] | None = N
     return slug(",".join(parts))
 
 
-def lean_validation(trainer_cfg: DictConfig) -> bool:
-    """Whether the module validates itself (``trainer.lean_validation``, unless a key that
-    needs Lightning's validation loop is set)."""
-    return bool(trainer_cfg.get("lean_validation", False)) and not any(
-        trainer_cfg.get(key) is not None for key in _VAL_LOOP_KEYS
-    )
-
-
 def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
-    """Arguments for ``pl.Trainer`` from the trainer group (initlab's own keys removed;
-    Lightning's validation loop off when the module validates)."""
+    """The ``pl.Trainer`` arguments of the trainer group (without ``_target_``)."""
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
-    for key in _TRAINER_EXTRA_KEYS:
-        kwargs.pop(key, None)
-    if lean_validation(trainer_cfg):
-        kwargs["limit_val_batches"] = 0
-    return kwargs
+    return {k: v for k, v in kwargs.items() if not str(k).startswith("_")}
+
+
+def check_trainer_keys(trainer_cfg: DictConfig) -> None:
+    """Every key of the trainer group is a ``pl.Trainer`` argument; raises ValueError
+    naming the first that is not (and where a moved initlab key went)."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    allowed = [p for p in inspect.signature(pl.Trainer).parameters if p != "self"]
+    for key in trainer_cfg:
+        key = str(key)
+        if key.startswith("_") or key in allowed:
+            continue
+        if key in MOVED_TRAINER_KEYS:
+            raise ValueError(f"trainer.{key} is not a pytorch_lightning.Trainer argument; "
+                             f"use {MOVED_TRAINER_KEYS[key]}")
+        raise ValueError(f"trainer.{key} is not a pytorch_lightning.Trainer argument; "
+                         f"allowed: {', '.join(allowed)}")
+
+
+def check_top_level_keys(cfg: DictConfig) -> None:
+    """Refuse unknown top-level keys (``+unknown=1``), naming the key and the allowed ones."""
+    allowed = (*CONFIG_GROUPS, *TOP_LEVEL_KEYS)
+    for key in cfg:
+        if str(key) not in allowed:
+            raise ValueError(f"{key} is not a known top-level key; allowed: "
+                             f"{', '.join(sorted(allowed))} (a group's keys go under it, "
+                             "e.g. model.width=64)")
 
 
 def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
@@ -128,24 +150,14 @@ def validate(cfg: DictConfig) -> None:
     """Checks that would otherwise surface only mid-training; objects validate the rest
     (models their sizes, initializers their parameters) when they are built. Booleans
     are not numbers here (``seed=true`` is refused)."""
+    check_top_level_keys(cfg)
     t = cfg.trainer
+    check_trainer_keys(t)
     epochs = t.get("max_epochs")
     _check(epochs is None or (_is_int(epochs) and epochs > 0), "trainer.max_epochs",
            epochs, "a positive integer")
-    spc = t.get("steps_per_call", 1)
-    _check(_is_int(spc) and spc >= 1, "trainer.steps_per_call", spc,
-           "an integer >= 1 (optimizer steps per Lightning call)")
-    for key in ("direct_steps", "lean_validation"):
-        _check(t.get(key, False) in (True, False), f"trainer.{key}", t.get(key), "true or false")
-    if _is_int(spc) and spc > 1:
-        # Lightning counts these in its batches, which are calls of steps_per_call steps
-        for key, default in (("limit_train_batches", 1.0), ("val_check_interval", 1.0)):
-            value = t.get(key)
-            # a float: Lightning reads an integer (even 1) as a number of batches
-            _check(value is None or (isinstance(value, float) and value == default),
-                   f"trainer.{key}", value,
-                   f"null or {default} while trainer.steps_per_call={spc} (Lightning would "
-                   "count calls of that many steps); set trainer.steps_per_call=1 to use it")
+    _check(cfg.get("checkpoint", False) in (True, False), "checkpoint", cfg.get("checkpoint"),
+           "true or false")
     clip = t.get("gradient_clip_val")
     _check(clip is None or (_is_number(clip) and clip >= 0),
            "trainer.gradient_clip_val", clip, "a number >= 0 or null")

@@ -2,8 +2,8 @@
 
 For ranks > 0 Lightning re-executes ``sys.argv`` with ``hydra.run.dir`` pointing at
 the run folder. Inside a multirun ``sys.argv`` holds ``-m`` and the sweep, so every
-child would start the whole sweep again. ``patch_ddp_for_hydra`` replaces that
-command with one run of *this job's* overrides in *this job's* folder, so a sweep
+child would start the whole sweep again. ``initlab.compat.patch_ddp_for_hydra`` replaces
+that command with one run of *this job's* overrides in *this job's* folder, so a sweep
 gets exactly one output folder per job.
 """
 
@@ -102,13 +102,6 @@ def check_launcher(trainer_cfg: Any) -> None:
             "trainer.strategy='ddp' is not allowed under hydra/launcher=local_parallel "
             "(joblib workers cannot start the DDP processes); allowed: the basic launcher "
             "(DDP's processes use the cores themselves) or a submitit launcher")
-
-
-def patch_ddp_for_hydra() -> None:
-    """Install ``job_subprocess_cmd`` in Lightning's subprocess launcher (idempotent)."""
-    from pytorch_lightning.strategies.launchers import subprocess_script as launcher
-
-    launcher._hydra_subprocess_cmd = job_subprocess_cmd
 
 
 def worker_threads(threads: int | None, launcher: Any = None) -> int | None:

@@ -1,28 +1,34 @@
-"""The LightningModule: training logic only.
+"""The LightningModule: training logic only, in Lightning's usual shape.
 
-The model, the initializer object and the optimizer factory are injected; the
-module applies the initializer once before training and never looks at which
-scheme it is.
+The network, the initializer and the optimizer factory are injected; the module applies
+the initializer once before training (in ``setup``) and never looks at which scheme it
+is. Metrics are torchmetrics objects logged with ``self.log``, so ``callback_metrics``
+holds ``train/loss_epoch``, ``train/acc``, ``val/loss``, ``val/acc`` (and ``test/*``) for
+any callback that monitors them (EarlyStopping, ModelCheckpoint, LR schedulers).
+
+The hyperparameters are plain data (the model's and the optimizer's configs, the task,
+the run's flat config), so ``InitStudyModule.load_from_checkpoint(path)`` rebuilds the
+module without extra arguments; pass ``model=`` to use another instance.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+import torchmetrics
 from torch import Tensor, nn
 
-from initlab.direct_steps import STEP_HOOKS, VAL_HOOKS, direct_steps_supported, step_hooks
-from initlab.metrics import predicted_class
-from initlab.modes import restore_training, set_training
-
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+ParamGroups = Callable[[nn.Module], Iterable[Any]]
 INIT_BATCH_SIZE = 256  # examples a data-dependent init (e.g. LSUV) sees
+TASKS = ("classification", "regression")
+SCHEDULER_INTERVALS = ("epoch", "step")
 
 
 def init_data(initializer: Callable[..., Any], model: nn.Module, datamodule: Any,
@@ -38,66 +44,131 @@ def init_data(initializer: Callable[..., Any], model: nn.Module, datamodule: Any
     return drawn[0].to(next(model.parameters()).device)
 
 
+def build_model(config: Mapping[str, Any], input_shape: Any = None, num_outputs: int | None = None,
+                activation: Mapping[str, Any] | Callable[[], nn.Module] | None = None
+                ) -> nn.Module:
+    """Instantiate a model config (``_target_`` + arguments), passing initlab's three
+    arguments (``input_shape``, ``num_outputs``, ``activation``: a factory of the hidden
+    non-linearity) only where the factory takes them. Raises ValueError naming a config
+    key the factory does not take."""
+    from hydra.utils import get_object, instantiate
+
+    from initlab.models.activations import activation_factory
+
+    target = config.get("_target_")
+    if not target:
+        raise ValueError("model._target_ is missing: the import path of an nn.Module class "
+                         "or factory (e.g. initlab.models.mlp.MLP)")
+    factory = get_object(str(target))
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key in config:
+        if not str(key).startswith("_") and key not in params and not takes_any:
+            allowed = ", ".join(k for k in params if k not in ("self",)) or "none"
+            raise ValueError(
+                f"model.{key} is not an argument of {target} (its arguments: {allowed}); "
+                "a model of your own starts from model=custom")
+    if isinstance(activation, Mapping):
+        activation = activation_factory(**activation)
+    given = {"input_shape": tuple(input_shape) if input_shape is not None else None,
+             "num_outputs": num_outputs, "activation": activation}
+    extra = {k: v for k, v in given.items()
+             if v is not None and (k in params or takes_any) and k not in config}
+    return instantiate(dict(config), **extra)
+
+
 class InitStudyModule(pl.LightningModule):
-    """Classification (cross-entropy + accuracy) or regression (MSE) on ``model``."""
+    """Classification (cross-entropy + accuracy) or regression (MSE) on ``model``.
+
+    ``model``: the network (or None to build it from ``model_config``); ``initializer``:
+    called once as ``initializer(model, activation=..., data=..., seed=...)`` in
+    ``setup("fit")`` unless the run resumes; ``optimizer``: a factory of the parameters
+    (``functools.partial(torch.optim.SGD, lr=0.05)``, Hydra's ``_partial_``), or None to
+    build it from ``optimizer_config``; ``lr_scheduler``: None or a dict with
+    ``scheduler`` (a factory of the optimizer) and Lightning's ``interval``/``frequency``
+    keys; ``param_groups``: optionally maps the model to the optimizer's parameter groups
+    (per-layer learning rates, e.g. muP).
+    """
 
     def __init__(
         self,
-        model: nn.Module,
-        initializer: Callable[..., Any] | None,
-        optimizer: OptimizerFactory,
+        model: nn.Module | None = None,
+        initializer: Callable[..., Any] | None = None,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: Mapping[str, Any] | None = None,
         task: str = "classification",
         num_outputs: int = 10,
         activation: nn.Module | None = None,
         seed: int = 0,
         init_batch_size: int = INIT_BATCH_SIZE,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-        direct_steps: bool = True,
-        lean_validation: bool = False,
+        param_groups: ParamGroups | None = None,
+        model_config: Mapping[str, Any] | None = None,
+        optimizer_config: Mapping[str, Any] | None = None,
+        lr_scheduler_config: Mapping[str, Any] | None = None,
+        input_shape: tuple[int, ...] | list[int] | None = None,
+        activation_config: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        # The optimizer steps are ours (a call may hold several minibatches, see
-        # TensorBatcher.steps_per_call). With ``direct_steps`` (single device, plain
-        # precision) backward and the step are called directly and the per-step hooks only
-        # on the callbacks that override them; otherwise through Lightning's wrappers.
-        # Either way every callback sees every step. ``lean_validation``: the module
-        # validates at each epoch end itself (the Trainer's validation loop is then off).
-        self.automatic_optimization = False
-        self.direct_steps = direct_steps
-        self.lean_validation = lean_validation
-        self.gradient_clip_val = gradient_clip_val
-        self.gradient_clip_algorithm = gradient_clip_algorithm
-        self.initializer = initializer
-        self.activation = activation
-        self.seed = seed
-        self.init_batch_size = init_batch_size
-        if task not in ("classification", "regression"):
-            raise ValueError(f"task={task!r}; allowed: classification, regression")
+        if task not in TASKS:
+            raise ValueError(f"task={task!r} is not allowed; allowed: {', '.join(TASKS)}")
+        # plain data only: a checkpoint holds what rebuilds the module, never pickled objects
+        self.save_hyperparameters(ignore=["model", "initializer", "optimizer", "lr_scheduler",
+                                          "activation", "param_groups"])
+        if model is None:
+            if model_config is None:
+                raise ValueError("InitStudyModule needs model= or model_config=")
+            model = build_model(model_config, input_shape, num_outputs, activation_config)
+        if optimizer is None and optimizer_config is not None:
+            from hydra.utils import instantiate
+
+            optimizer = instantiate(dict(optimizer_config))
+        if lr_scheduler is None and lr_scheduler_config:
+            from initlab.schedulers import scheduler_spec
+
+            lr_scheduler = scheduler_spec(lr_scheduler_config)
+        if activation is None and activation_config is not None:
+            from initlab.models.activations import activation_factory
+
+            activation = activation_factory(**dict(activation_config))()
         self.model = model
+        self.initializer = initializer
         self.optimizer_factory = optimizer
+        self.lr_scheduler = dict(lr_scheduler) if lr_scheduler else None
+        self.param_groups = param_groups
+        self.activation = activation
         self.task = task
         self.classification = task == "classification"
-        self.num_outputs = num_outputs
-        # split -> [sum of loss * batch size, correct predictions, examples] of the epoch
-        self._tally: dict[str, list[float]] = {}
-        # the latest epoch means, e.g. {"val/acc": 0.97}: read by callbacks and the pipeline
-        self.epoch_metrics: dict[str, float] = {}
-        self.validated_epoch = -1  # the epoch the val/* entries of epoch_metrics are from
+        self.seed = seed
+        self.init_batch_size = init_batch_size
         self.init_report: list[dict[str, Any]] = []
+        # one metric per split: torchmetrics keeps each split's epoch state apart
+        self.train_loss = torchmetrics.MeanMetric()
+        self.val_loss = torchmetrics.MeanMetric()
+        self.test_loss = torchmetrics.MeanMetric()
+        if self.classification:
+            self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_outputs)
+            self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_outputs)
+            self.test_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_outputs)
 
+    # -- initialization ------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        # Runs before a checkpoint is restored, so a resumed run keeps its trained weights.
+        # Lightning calls setup before it restores a checkpoint, so a resumed run gets
+        # its trained weights back after this; ``init_report`` keeps it to one init.
         if stage == "fit" and self.initializer is not None and not self.init_report:
-            self.apply_initializer(init_data(self.initializer, self.model,
-                                             self.trainer.datamodule, self.init_batch_size))
+            datamodule = getattr(self.trainer, "datamodule", None)
+            data = (init_data(self.initializer, self.model, datamodule, self.init_batch_size)
+                    if datamodule is not None else None)
+            self.apply_initializer(data)
 
     def apply_initializer(self, data: Tensor | None = None) -> list[dict[str, Any]]:
         """Initialize the wrapped model in place once; keeps the initializer's report."""
-        report = self.initializer(self.model, activation=self.activation, data=data, seed=self.seed)
+        report = self.initializer(self.model, activation=self.activation, data=data,
+                                  seed=self.seed)
         self.init_report = report.to_records() if hasattr(report, "to_records") else [{}]
         return self.init_report
 
+    # -- steps ---------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
@@ -106,232 +177,49 @@ class InitStudyModule(pl.LightningModule):
             return F.cross_entropy(out, y)
         return F.mse_loss(out, y)
 
-    # Epoch metrics: each training call (or evaluation batch) copies its step losses and
-    # its number of correct predictions to the host once; the epoch means are then plain
-    # arithmetic. ``self.log`` on every step costs more than a whole training step of a
-    # small model, and even a few tiny tensor ops per step (several us each on a CPU)
-    # add up. The means are the same batch-size-weighted ones.
-    def _tally_call(self, split: str, losses: Tensor, outs: list[Tensor],
-                    ys: list[Tensor]) -> list[float]:
-        """Add one call's step losses (one per minibatch) and correct predictions to the
-        epoch tally; returns the losses as floats."""
-        with torch.no_grad():  # outputs may still hold their (freed) graphs
-            values = losses.tolist()
-            correct = 0.0
-            if self.classification:
-                out = outs[0] if len(outs) == 1 else torch.cat(outs)
-                y = ys[0] if len(ys) == 1 else torch.cat(ys)
-                correct = float((predicted_class(out, dim=1) == y).sum().item())
-        tally = self._tally.setdefault(split, [0.0, 0.0, 0.0])
-        tally[0] += math.fsum(v * y.shape[0] for v, y in zip(values, ys, strict=True))
-        tally[1] += correct
-        tally[2] += sum(y.shape[0] for y in ys)
-        return values
-
-    def _epoch_sums(self, split: str) -> list[float] | None:
-        """[sum of loss * batch size, correct predictions, examples] of the epoch, summed
-        over the DDP processes."""
-        sums = self._tally.pop(split, None)
-        if sums is not None and self.trainer.world_size > 1:  # exact global means
-            local = torch.tensor(sums, dtype=torch.float64, device=self.device)
-            sums = self.trainer.strategy.reduce(local, reduce_op="sum").tolist()
-        return sums
-
-    def _log_epoch(self, split: str) -> None:
-        """Publish the epoch means in ``epoch_metrics`` and write them to the logger.
-
-        ``self.log`` is avoided here too: it costs about a millisecond per call, which at
-        a few calls per epoch of 20 small steps is a tenth of the training time."""
-        sums = self._epoch_sums(split)
-        if sums is None:
-            return
-        total_loss, correct, count = sums
-        count = max(count, 1.0)
-        metrics = {f"{split}/loss{'_epoch' if split == 'train' else ''}": total_loss / count}
-        if self.classification:
-            metrics[f"{split}/acc"] = correct / count
-        self.epoch_metrics.update(metrics)
-        if split == "val":
-            self.validated_epoch = self.current_epoch
-        logger = self.logger
-        if logger is not None and not self.trainer.sanity_checking:
-            step = self.trainer.global_step - (1 if split == "train" else 0)
-            logger.log_metrics({**metrics, "epoch": self.current_epoch}, max(step, 0))
-
-    # -- training ------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        self._direct = self.direct_steps and direct_steps_supported(self)
-        self._hooks = self._collect_hooks()
-        loop = self.trainer.fit_loop.epoch_loop
-        self._step_progress = loop.manual_optimization.optim_step_progress if self._direct else None
-
-    def _collect_hooks(self) -> dict[str, list[Callable[..., Any]]]:
-        """The overriding implementations of the hooks this module fires itself."""
-        self._modules_list = list(self.modules())  # for cheap train/eval switches
-        return {name: step_hooks(self.trainer, self, name) for name in STEP_HOOKS + VAL_HOOKS}
-
-    def _direct_backward(self, loss: Tensor) -> None:
-        """``manual_backward`` without Lightning's dispatch: the per-step hooks are called
-        only on the callbacks (and module) that override them, in Lightning's order."""
-        for hook in self._hooks["on_before_backward"]:
-            hook(loss)
-        loss.backward()
-        for hook in self._hooks["on_after_backward"]:
-            hook()
-
-    def _direct_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """``LightningOptimizer.step`` for a plain single-device run: the hooks, the step
-        and the step counter that ``trainer.global_step`` reads."""
-        progress = self._step_progress
-        progress.increment_ready()
-        for hook in self._hooks["on_before_optimizer_step"]:
-            hook(optimizer)
-        optimizer.step()
-        progress.increment_completed()
-
-    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any] | None:
-        """One optimizer step per ``(x, y)`` minibatch of the call (a list of them, or one).
-        Returns the step losses for the divergence check."""
-        steps = batch if isinstance(batch, list) else [batch]
-        max_steps = self.trainer.max_steps
-        if max_steps is not None and max_steps > 0:  # stop inside a call, as Lightning would
-            steps = steps[: max(max_steps - self.trainer.global_step, 0)]
-            if not steps:
-                return None
-        opt = self.optimizers()
-        direct = getattr(self, "_direct", False)
-        if direct:  # same steps, same hooks, without Lightning's per-step wrappers
-            opt = opt.optimizer
-            backward, step = self._direct_backward, self._direct_step
-            if not (self._hooks["on_before_backward"] or self._hooks["on_after_backward"]):
-                backward = Tensor.backward
-        else:
-            backward, step = self.manual_backward, lambda o: o.step()
-        clip = self.gradient_clip_val
-        # fp16 loss scaling: the gradients are still scaled when this module clips them
-        # (Lightning unscales inside opt.step, after the clip in manual optimization), so
-        # the threshold is scaled alike: norm and value clipping both commute with it
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if clip else None
-        first_step = self.trainer.global_step
-        losses, outs, ys = [], [], []
-        # the wrapped model directly, unless a subclass changed forward (one call level less)
-        forward = self.model if type(self).forward is InitStudyModule.forward else self
-        for x, y in steps:
-            out = forward(x)
-            loss = self.loss(out, y)
-            opt.zero_grad()
-            backward(loss)
-            if clip and scaler is not None:
-                self._clip_scaled(opt, clip, scaler)
-            elif clip:
-                self.clip_gradients(opt, gradient_clip_val=clip,
-                                    gradient_clip_algorithm=self.gradient_clip_algorithm)
-            step(opt)
-            # kept as they are (no detach op per step) and reduced without a graph below;
-            # backward has freed what their graphs saved
-            losses.append(loss)
-            outs.append(out)
-            ys.append(y)
-        with torch.no_grad():
-            losses_t = torch.stack(losses)
-        values = self._tally_call("train", losses_t, outs, ys)
-        self._log_step_losses(values, first_step)
-        # the divergence check reads the host copy: no further op or sync
-        return {"losses": losses_t, "loss_values": values}
-
-    def _clip_scaled(self, opt: Any, clip: float, scaler: Any) -> None:
-        """Lightning's norm or value clipping of the still-scaled gradients at ``clip``
-        times the loss scale, the scale kept on the device (``get_scale()`` would copy it
-        to the host at every step)."""
-        scale = getattr(scaler, "_scale", None)
-        bound = clip * (scale.reshape(()) if scale is not None else scaler.get_scale())
-        optimizer = getattr(opt, "optimizer", opt)
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
-                 if p.grad is not None]
-        if not grads:
-            return
-        with torch.no_grad():
-            if (self.gradient_clip_algorithm or "norm") == "value":
-                for g in grads:
-                    torch.clamp(g, -bound, bound, out=g)
-                return
-            # torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6), <= 1
-            total = torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(g) for g in grads]))
-            coef = torch.clamp(bound / (total + 1e-6), max=1.0)
-            torch._foreach_mul_(grads, coef.to(grads[0].dtype))
-
-    def _log_step_losses(self, losses: list[float], first_step: int) -> None:
-        """``train/loss`` of the call's logging steps."""
-        logger, every = self.logger, self.trainer.log_every_n_steps
-        if logger is None or not every:
-            return
-        for i in range((-first_step) % every, len(losses), every):
-            logger.log_metrics({"train/loss": losses[i]}, first_step + i)
-
-    # -- evaluation ----------------------------------------------------------------------
-    def _eval_step(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+    def _shared_step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch
         out = self(x)
-        self._tally_call(split, self.loss(out, y).detach().reshape(1), [out], [y])
+        loss = self.loss(out, y)
+        # batch-size-weighted epoch means, summed over DDP processes by torchmetrics
+        mean = getattr(self, f"{split}_loss")
+        mean.update(loss.detach(), weight=y.shape[0])
+        self.log(f"{split}/loss{'_epoch' if split == 'train' else ''}", mean,
+                 on_step=False, on_epoch=True, prog_bar=split == "val")
+        if self.classification:
+            acc = getattr(self, f"{split}_acc")
+            acc.update(out.detach(), y)
+            self.log(f"{split}/acc", acc, on_step=False, on_epoch=True,
+                     prog_bar=split == "val")
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "train")
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._shared_step(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._shared_step(batch, "test")
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Lean validation where Lightning's loop would validate: after the epoch's last
-        # training call (or the last one before a stop), before on_train_epoch_end. Not
-        # where trainer.max_steps ends an epoch early: Lightning does not validate there
-        # (unless that call was the epoch's last one, as a call of steps_per_call steps
-        # holding the whole epoch is).
-        if not self.lean_validation:
-            return
-        trainer = self.trainer
-        last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
-        every = trainer.check_val_every_n_epoch or 1
-        if last and (self.current_epoch + 1) % every == 0:
-            self.validate_in_place()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def validate_in_place(self) -> None:
-        """One pass over the validation split in eval mode without gradients, with the
-        callbacks' ``on_validation_epoch_start/end`` hooks around it: what Lightning's
-        validation loop does for this module (the same ``val/*`` means), without its
-        per-epoch machinery, about a tenth of an epoch of a small model."""
-        loader = self.trainer.datamodule.val_dataloader()
-        hooks = self._hooks if hasattr(self, "_hooks") else self._collect_hooks()
-        for hook in hooks["on_validation_epoch_start"]:
-            hook()
-        modules = self._modules_list
-        was_training = [m.training for m in modules]
-        set_training(modules, False)
-        # as Lightning's validation loop: inputs in the precision's dtype (bf16-true,
-        # 64-true), the forward in its context (autocast for the mixed precisions)
-        plugin = self.trainer.precision_plugin
-        try:
-            with torch.inference_mode(), plugin.val_step_context():
-                for batch in loader:
-                    self._eval_step(plugin.convert_input(batch), "val")
-        finally:
-            restore_training(modules, was_training)
-        for hook in hooks["on_validation_epoch_end"]:  # ends with this module's: val/* means
-            hook()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.model.parameters())
-
-
-# Lightning reads training_step's signature on every training call (inspect.getfullargspec,
-# some tens of us right after the call's backward passes); a stored signature is a lookup.
-InitStudyModule.training_step.__signature__ = inspect.signature(InitStudyModule.training_step)
+    # -- optimization --------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("InitStudyModule has no optimizer: pass optimizer= or "
+                             "optimizer_config=")
+        params = (self.param_groups(self.model) if self.param_groups is not None
+                  else self.model.parameters())
+        optimizer = self.optimizer_factory(params)
+        if not self.lr_scheduler:
+            return optimizer
+        spec = dict(self.lr_scheduler)
+        factory = spec.pop("scheduler")
+        kwargs = {}
+        # schedules that need the run's length (OneCycle, warm-up + cosine) get it here
+        if "total_steps" in inspect.signature(factory).parameters and getattr(
+                factory, "keywords", {}).get("total_steps") is None:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": factory(optimizer, **kwargs), **spec}}

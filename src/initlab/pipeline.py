@@ -13,15 +13,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from initlab.config import (
     AXES,
     check_accelerator,
-    lean_validation,
     run_name,
     study_config,
-    trainer_kwargs,
     validate,
 )
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
@@ -39,7 +37,7 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    # steps_per_call makes few Lightning batches per epoch; our own logging is per step
+    # tiny data sets have fewer batches per epoch than the logging interval: expected
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 STATUSES = ("completed", "diverged", "failed")
@@ -161,6 +159,77 @@ def record_history(summary: dict[str, Any], rows: list[dict[str, Any]], cfg: Dic
         summary.update(probe.summary)
 
 
+def _entries(node: Any, group: str) -> list[tuple[str, Any]]:
+    """The ``_target_`` entries of a dict-of-entries group (``callbacks``, ``logger``):
+    (name, config) pairs, null entries switched off; a group that is itself one
+    ``_target_`` config is one entry. Raises ValueError naming a malformed entry."""
+    if not node:
+        return []
+    if "_target_" in node:
+        return [(group, node)]
+    found = []
+    for name, entry in node.items():
+        if entry is None:
+            continue
+        if not isinstance(entry, DictConfig) or "_target_" not in entry:
+            raise ValueError(f"{group}.{name}={entry!r} is not allowed: a config with "
+                             "_target_ (and its arguments), or null to switch it off")
+        found.append((str(name), entry))
+    return found
+
+
+def make_callbacks(cfg: DictConfig) -> list[Any]:
+    """The ``callbacks`` group's and ``trainer.callbacks``' extra callbacks."""
+    from hydra.utils import instantiate
+
+    made = [instantiate(entry) for _, entry in _entries(cfg.get("callbacks"), "callbacks")]
+    extra = cfg.trainer.get("callbacks") or []
+    made += [instantiate(entry) for entry in extra]
+    return made
+
+
+def make_loggers(cfg: DictConfig, out: Path, version: str) -> list[Any]:
+    """The ``logger`` group's loggers, each writing under the run folder as ``version``
+    (the run name) unless its config names another."""
+    from hydra.utils import instantiate
+
+    loggers = []
+    for _, entry in _entries(cfg.get("logger"), "logger"):
+        kwargs: dict[str, Any] = {}
+        if "save_dir" not in entry:
+            kwargs["save_dir"] = str(out)
+        if entry.get("version") is None:
+            kwargs["version"] = version
+        loggers.append(instantiate(entry, **kwargs))
+    return loggers
+
+
+def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any], loggers: list[Any],
+                 progress_bar: bool) -> Any:
+    """``instantiate(cfg.trainer)`` with initlab's callbacks and loggers added; initlab's
+    defaults for the run folder, progress bar, model summary and sanity check apply
+    where the trainer config does not set them."""
+    from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    defaults = {
+        "default_root_dir": str(out),
+        "enable_progress_bar": progress_bar,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        # Lightning's default checkpoint (every epoch into the logger folder) only when a
+        # checkpoint callback asks for it
+        "enable_checkpointing": any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
+    }
+    given = {k: v for k, v in defaults.items() if cfg.trainer.get(k) is None}
+    user_logger = cfg.trainer.get("logger")
+    if user_logger is not None and user_logger is not True:
+        loggers = [] if user_logger is False else [*loggers, *instantiate(
+            user_logger if isinstance(user_logger, (list, ListConfig)) else [user_logger])]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **given,
+                       _convert_="all")
+
+
 def run(
     cfg: DictConfig,
     output_dir: str | Path,
@@ -177,18 +246,13 @@ def run(
         PROGRESS_EVERY_S,
         Diverged,
         DivergenceGuard,
-        EpochMetricsProgressBar,
         HistoryRecorder,
         InitProbe,
     )
-    from initlab.distributed import (
-        check_launcher,
-        is_rank_zero,
-        patch_ddp_for_hydra,
-        restored_ddp_env,
-    )
+    from initlab.compat import patch_ddp_for_hydra
+    from initlab.distributed import check_launcher, is_rank_zero, restored_ddp_env
     from initlab.models.activations import activation_factory
-    from initlab.module import InitStudyModule
+    from initlab.module import InitStudyModule, build_model
     from initlab.resume import CHECKPOINT_DIR, last_checkpoint
 
     quiet_libraries()
@@ -200,7 +264,7 @@ def run(
     # sweep jobs run without a progress bar: a line now and then shows long ones moving
     history = HistoryRecorder(None if progress_bar else PROGRESS_EVERY_S, name)
     probe_cb: InitProbe | None = None
-    logger = None
+    loggers: list[Any] = []
     task = "classification"
     try:
         validate(cfg)
@@ -214,10 +278,9 @@ def run(
         task = dm.task
         act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
         make_act = activation_factory(**act_cfg)
-        model = instantiate(
-            cfg.model, input_shape=tuple(dm.input_shape), num_outputs=dm.num_outputs,
-            activation=make_act,
-        )
+        model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+        model = build_model(model_cfg, tuple(dm.input_shape), dm.num_outputs, make_act)
+        sched_cfg = cfg.get("lr_scheduler")
         module = InitStudyModule(
             model,
             initializer=instantiate(cfg.init),
@@ -226,19 +289,18 @@ def run(
             num_outputs=dm.num_outputs,
             activation=make_act(),
             seed=cfg.seed,
-            gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
-            gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
-            direct_steps=bool(cfg.trainer.get("direct_steps", True)),
-            lean_validation=lean_validation(cfg.trainer),
+            model_config=model_cfg,
+            optimizer_config=OmegaConf.to_container(cfg.optimizer, resolve=True),
+            lr_scheduler_config=(OmegaConf.to_container(sched_cfg, resolve=True)
+                                 if sched_cfg else None),
+            input_shape=list(dm.input_shape),
+            activation_config=act_cfg,
+            config=summary["config"],
         )
-        if hasattr(dm, "steps_per_call"):
-            dm.steps_per_call = int(cfg.trainer.get("steps_per_call", 1))
         record_setup(summary, dm.task, dm.describe(), model)
 
         callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,
-                                        *(extra_callbacks or [])]
-        if progress_bar:
-            callbacks.append(EpochMetricsProgressBar())
+                                        *make_callbacks(cfg), *(extra_callbacks or [])]
         diag = cfg.get("diagnostics") or {}
         if diag.get("probe", False):
             probe_cb = InitProbe.from_config(diag, act_cfg.get("name"))
@@ -246,13 +308,13 @@ def run(
         if diag.get("callback"):
             callbacks.append(instantiate(diag.callback))
         ckpt_path = None
-        if cfg.trainer.get("checkpoint", False):
+        if cfg.get("checkpoint", False):
             from pytorch_lightning.callbacks import ModelCheckpoint
 
-            # checkpoints/last.ckpt at the end of every training epoch, after the module
-            # published the epoch's means (Lightning runs checkpoint callbacks after the
-            # module's hook). save_last=True with save_top_k=0 writes it only at the end
-            # of fit; the version counter would name a resumed run's file last-v1.ckpt.
+            # checkpoints/last.ckpt at the end of every training epoch, after the history
+            # row of the epoch is recorded (checkpoint callbacks run after the others).
+            # save_last=True with save_top_k=0 writes it only at the end of fit; the
+            # version counter would name a resumed run's file last-v1.ckpt.
             callbacks.append(ModelCheckpoint(
                 dirpath=out / CHECKPOINT_DIR, filename="last", monitor=None, save_top_k=1,
                 save_last=False, every_n_epochs=1, save_on_train_epoch_end=True,
@@ -261,26 +323,18 @@ def run(
             if ckpt_path is not None:
                 log.info("resuming %s from %s", name, ckpt_path)
                 summary["resumed_from"] = str(ckpt_path)
-        if cfg.get("logger") and cfg.logger.get("_target_"):
-            logger = instantiate(cfg.logger, save_dir=str(out), version=name)
-        trainer = pl.Trainer(
-            **trainer_kwargs(cfg.trainer),
-            logger=logger if logger is not None else False,
-            callbacks=callbacks,
-            default_root_dir=str(out),
-            enable_checkpointing=bool(cfg.trainer.get("checkpoint", False)),
-            enable_progress_bar=progress_bar,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-        )
-        patch_ddp_for_hydra()
+        loggers = make_loggers(cfg, out, name)
+        trainer = make_trainer(cfg, out, callbacks, loggers, progress_bar)
+        loggers = list(trainer.loggers)
+        patch_ddp_for_hydra(required=trainer.world_size > 1)
         t_fit = time.perf_counter()
         with restored_ddp_env():
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
             record_fit(summary, time.perf_counter() - t_fit, trainer.global_step,
                        trainer.global_step - history.start_step)
-            trainer.test(module, datamodule=dm, verbose=False)
-        summary.update({k.replace("/", "_"): v for k, v in module.epoch_metrics.items()
+            tested = trainer.test(module, datamodule=dm, verbose=False)
+        summary.update({k.replace("/", "_"): float(v) for k, v in (tested[0] if tested else {}
+                                                                    ).items()
                         if k.startswith("test/")})
         summary["status"] = "completed"
     except Diverged as exc:
@@ -295,7 +349,7 @@ def run(
         return summary
     write_csv(out / HISTORY_FILE, history.rows, HistoryRecorder.COLUMNS)
     write_json(out / SUMMARY_FILE, summary)
-    if logger is not None:
+    for logger in loggers:
         _log_hparams(logger, summary)
     return summary
 

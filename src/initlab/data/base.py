@@ -55,7 +55,6 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.device = device
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.train_transform: BatchTransform | None = None
-        self.steps_per_call = 1  # set by the pipeline from trainer.steps_per_call
         self._loaders: dict[str, TensorBatcher] = {}
 
     def load(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -94,16 +93,6 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.splits = {k: (x.to(target), y.to(target)) for k, (x, y) in self.splits.items()}
         self._loaders.clear()
 
-    def transfer_batch_to_device(self, batch: object, device: torch.device,
-                                 dataloader_idx: int) -> object:
-        # The tensors sit on the training device already (moved once at setup); Lightning's
-        # walk over a call's list of minibatches to find that out costs about 0.1 ms.
-        first = batch[0] if isinstance(batch, list) and batch else batch
-        x = first[0] if isinstance(first, (tuple, list)) and first else first
-        if isinstance(x, Tensor) and x.device == torch.device(device):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def sample_batch(self, n: int, split: str = "train", seed: int | None = None
                      ) -> tuple[Tensor, Tensor]:
         """A fixed batch of ``n`` examples (the first ``n`` in an order seeded with ``seed``,
@@ -124,12 +113,17 @@ class InMemoryDataModule(pl.LightningDataModule):
                 shuffle=train,
                 seed=self.seed,
                 transform=self.train_transform if train else None,
-                steps_per_call=self.steps_per_call if train else 1,
             )
         return self._loaders[split]
 
     def train_dataloader(self) -> TensorBatcher:
-        return self._loader("train", train=True)
+        loader = self._loader("train", train=True)
+        # Lightning asks for the loader once fit starts, after restoring a checkpoint: a
+        # resumed run continues with the order of the epoch it resumes at
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            loader.set_epoch(trainer.current_epoch)
+        return loader
 
     def val_dataloader(self) -> TensorBatcher:
         return self._loader("val", train=False)

@@ -2,7 +2,9 @@
 
 A ``TensorBatcher`` yields batches by indexing whole tensors with a permutation:
 no per-sample ``__getitem__`` and no collate, which is what makes small-data
-training (digits, MNIST) fast. Lightning accepts any sized iterable as a loader.
+training (digits, MNIST) fast. Lightning accepts any sized iterable as a loader; the data
+module selects the epoch's order from ``trainer.current_epoch`` when Lightning asks for
+the loader (after a checkpoint is restored), and each pass advances it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,6 @@ class TensorBatcher:
     Shuffling uses its own generator seeded with ``seed`` and the epoch counter,
     so the batch order is reproducible and does not depend on the global RNG.
     ``transform`` (e.g. random crop + flip) is applied to each input batch.
-    With ``steps_per_call > 1`` each item is a list of that many consecutive ``(x, y)``
-    batches (the same batches in the same order), which the LightningModule trains on
-    one after the other in one call: Lightning's per-batch machinery then runs once per
-    call instead of once per optimizer step.
     """
 
     def __init__(
@@ -37,7 +35,6 @@ class TensorBatcher:
         seed: int = 0,
         drop_last: bool = False,
         transform: BatchTransform | None = None,
-        steps_per_call: int = 1,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
@@ -49,9 +46,6 @@ class TensorBatcher:
         self.seed = seed
         self.drop_last = drop_last
         self.transform = transform
-        if steps_per_call < 1:
-            raise ValueError(f"trainer.steps_per_call={steps_per_call} must be >= 1")
-        self.steps_per_call = steps_per_call
         self.epoch = 0
 
     @staticmethod
@@ -70,19 +64,12 @@ class TensorBatcher:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:
-        return -(-self.num_batches() // self.steps_per_call)
+        return self.num_batches()
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the batch order of ``epoch`` (Lightning calls this before each epoch,
-        so a run resumed from a checkpoint sees the same order as an uninterrupted one)."""
+        """Select the batch order of ``epoch`` (a run resumed from a checkpoint then sees
+        the same order as an uninterrupted one)."""
         self.epoch = epoch
-
-    @property
-    def sampler(self) -> TensorBatcher:
-        # Lightning looks for ``loader.sampler.set_epoch``
-        return self
-
-    batch_sampler = None  # read by Lightning next to ``sampler``
 
     def to(self, device: torch.device | str) -> TensorBatcher:
         """Move the held tensors (e.g. onto the GPU once, instead of per batch)."""
@@ -96,18 +83,8 @@ class TensorBatcher:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         return torch.randperm(len(self.x), generator=g).to(self.x.device)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]]:
-        if self.steps_per_call == 1:
-            yield from self.batches()
-            return
-        chunk: list[tuple[Tensor, Tensor]] = []
-        for batch in self.batches():
-            chunk.append(batch)
-            if len(chunk) == self.steps_per_call:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.batches()
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """The epoch's ``(x, y)`` minibatches, one by one (advances the epoch)."""

@@ -154,8 +154,8 @@ class TrainingDiagnostics(pl.Callback):
 
     Tags (layer = module name inside the LightningModule, weight layers only):
     ``diag/grad_norm/<layer>`` and ``diag/grad_norm/total`` (all parameters; the gradients
-    ``on_before_optimizer_step`` sees: before clipping in Lightning's automatic optimization,
-    after it in ``InitStudyModule``, which clips first), ``diag/update_ratio/<layer>`` =
+    ``on_before_optimizer_step`` sees: before Lightning's gradient clipping),
+    ``diag/update_ratio/<layer>`` =
     ||W_after - W_before|| / ||W_before|| across the optimizer step, ``diag/dead_frac/<layer>``
     at the end of each epoch that had a logging step, on its validation pass (else on the
     first ``fixed_batch_size`` examples of the first training batch; eval mode, no grad;

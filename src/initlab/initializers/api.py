@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from initlab.initializers.gains import ActivationLike, resolve_activation
+from initlab.initializers.imports import import_schemes
 from initlab.initializers.registry import COMMON_DEFAULTS, InitContext, get_scheme
 from initlab.initializers.report import InitReport
 from initlab.initializers.validation import validate_params
@@ -59,9 +60,12 @@ def initialize(
 
 class Initializer:
     """Hydra target: ``Initializer(scheme, **params)`` validates at construction and is then
-    called as ``init(model, activation=..., data=..., seed=...)``."""
+    called as ``init(model, activation=..., data=..., seed=...)``. ``imports``: modules
+    that register user schemes (``init.imports=[mypkg.schemes]``), imported first."""
 
-    def __init__(self, scheme: str, **params: Any) -> None:
+    def __init__(self, scheme: str, imports: list[str] | str | None = None, **params: Any
+                 ) -> None:
+        import_schemes(imports)
         spec = get_scheme(scheme)
         self.scheme = scheme
         self.params: dict[str, Any] = validate_params(scheme, dict(params), spec.defaults)

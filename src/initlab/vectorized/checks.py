@@ -28,11 +28,9 @@ ELEMENTWISE_OPTIMIZERS = {
 }
 # trainer.* keys the vectorized loop implements (the others would be silently ignored).
 TRAINER_KEYS = {
-    "max_epochs", "max_steps", "accelerator", "devices", "precision", "log_every_n_steps",
-    "deterministic", "gradient_clip_val", "gradient_clip_algorithm", "checkpoint",
+    "_target_", "max_epochs", "max_steps", "accelerator", "devices", "precision",
+    "log_every_n_steps", "deterministic", "gradient_clip_val", "gradient_clip_algorithm",
     "benchmark", "enable_progress_bar", "enable_model_summary", "num_sanity_val_steps",
-    "steps_per_call",  # Lightning-call batching of the ordinary pipeline: same steps here
-    "direct_steps", "lean_validation",  # how the ordinary pipeline runs the same steps
 }
 PRECISIONS = {32, "32", "32-true"}
 ACCELERATORS = {"cpu", "gpu", "cuda", "auto"}
@@ -76,8 +74,16 @@ def check_supported(cfg: DictConfig, model_choice: str | None = None) -> None:
         one_device = devices in (1, "1", "auto", None)
     if not one_device:
         _fail("trainer.devices", devices, "1 (all members share one device)")
-    if trainer.get("checkpoint", False):
-        _fail("trainer.checkpoint", True, "false (a rerun of the sweep skips finished members)")
+    if str(trainer.get("_target_", "pytorch_lightning.Trainer")) not in (
+            "pytorch_lightning.Trainer", "lightning.pytorch.Trainer"):
+        _fail("trainer._target_", trainer.get("_target_"), "pytorch_lightning.Trainer")
+    if cfg.get("checkpoint", False):
+        _fail("checkpoint", True, "false (a rerun of the sweep skips finished members)")
+    callbacks = cfg.get("callbacks") or {}
+    extra = [k for k, v in callbacks.items() if v is not None and k != "_target_"]
+    if extra or trainer.get("callbacks"):
+        _fail(f"callbacks.{extra[0]}" if extra else "trainer.callbacks", "set",
+              "no extra Lightning callbacks (the vectorized loop is not a Trainer)")
     clip_algo = trainer.get("gradient_clip_algorithm") or "norm"
     if clip_algo not in ("norm", "value"):
         _fail("trainer.gradient_clip_algorithm", clip_algo, "norm, value")
@@ -85,6 +91,6 @@ def check_supported(cfg: DictConfig, model_choice: str | None = None) -> None:
     if opt not in ELEMENTWISE_OPTIMIZERS:
         _fail("optimizer", opt, "element-wise torch.optim optimizers: " + ", ".join(
             sorted(o.rsplit(".", 1)[-1] for o in ELEMENTWISE_OPTIMIZERS)))
-    for key in ("scheduler", "lr_scheduler"):
-        if cfg.get(key):
-            _fail(key, "set", "no learning-rate scheduler")
+    sched = cfg.get("lr_scheduler") or {}
+    if sched and (sched.get("scheduler") or sched.get("_target_")):
+        _fail("lr_scheduler", "set", "lr_scheduler=none")

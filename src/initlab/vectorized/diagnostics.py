@@ -2,8 +2,9 @@
 
 ``MemberDiagnostics`` gives each member what ``TrainingDiagnostics`` gives an ordinary
 run, with the same settings (the configured callback), tags, steps and rules:
-``diag/grad_norm/<layer>`` and ``diag/grad_norm/total`` (after clipping, as
-``InitStudyModule`` clips first), ``diag/update_ratio/<layer>`` across the optimizer step,
+``diag/grad_norm/<layer>`` and ``diag/grad_norm/total`` (before clipping, as
+Lightning's ``on_before_optimizer_step`` sees them), ``diag/update_ratio/<layer>``
+across the optimizer step,
 ``diag/dead_frac/<layer>`` on the first validation batch at the end of each epoch that
 logged, histograms with ``histograms=True``, and the exploding/vanishing gradient
 warnings, counted per member. Every number is per member, reduced from the stacked

@@ -335,11 +335,11 @@ class VectorizedTrainer:
                 out, values = self._forward_backward(xb, yb)
                 vals = values.tolist()  # one host copy; the checks below are plain Python
                 self._check_divergence(vals, epoch)
-                self._clip_gradients()
-                if diag is not None:
+                if diag is not None:  # as on_before_optimizer_step: before clipping
                     diag.before_step(self.global_step, self.frozen)
                     if fixed is None and diag.wants_fixed_batch and not len(val[0]):
                         fixed = xb[:, : diag.s.fixed_batch_size].clone()
+                self._clip_gradients()
                 self.optimizer.step()
                 if self._any_frozen:
                     self._restore_frozen()
@@ -351,12 +351,13 @@ class VectorizedTrainer:
                     preds.append(predicted_class(out))
                     targets.append(yb)
                 every = self.log_every_n_steps
-                if self._any_logger and every > 0 and self.global_step % every == 0:
-                    self._log_step(vals)
+                # Lightning's rule: step i (from 0) logs when (i + 1) % every == 0
+                if self._any_logger and every > 0 and (self.global_step + 1) % every == 0:
+                    self._log_step(vals, epoch)
                 self.global_step += 1
-            # float64 means, as InitStudyModule publishes them
+            # batch-size-weighted means, as the module's torchmetrics MeanMetric (in float64
+            # here: they agree within float32 rounding)
             seen = max(sum(sizes), 1)
-            # batch-size-weighted, summed as InitStudyModule._tally_call sums its copies
             train_loss = [math.fsum(row[j] * n for row, n in zip(step_losses, sizes,
                                                                  strict=True)) / seen
                           for j in range(k)]
@@ -417,11 +418,11 @@ class VectorizedTrainer:
             mask[new] = True
             self._freeze(mask)
 
-    def _log_step(self, vals: list[float]) -> None:
+    def _log_step(self, vals: list[float], epoch: int) -> None:
         frozen = self.frozen.tolist()
         for j in range(self.model.k):
             if not frozen[j] and math.isfinite(vals[j]):
-                self._log(j, {"train/loss": vals[j]}, self.global_step)
+                self._log(j, {"train/loss": vals[j], "epoch": epoch}, self.global_step)
 
     def _end_epoch(
         self,
@@ -451,9 +452,9 @@ class VectorizedTrainer:
             row["lr"] = lr
             row["time_s"] = round(elapsed, 4)
             self.logs[j].history.append(row)
-            # InitStudyModule._log_epoch: train means at the epoch's last step, val means
-            # at the step after it
-            for split, step in (("val", self.global_step), ("train", self.global_step - 1)):
+            # as Lightning logs the module's epoch means: val and train both at the index
+            # of the epoch's last step
+            for split, step in (("val", self.global_step - 1), ("train", self.global_step - 1)):
                 metrics = {k: v for k, v in tags.items() if k.startswith(f"{split}/")}
                 if metrics:  # no validation split: no val log at all, as the module
                     self._log(j, {**metrics, "epoch": epoch}, max(step, 0))

@@ -138,6 +138,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     from initlab.module import INIT_BATCH_SIZE, init_data
     from initlab.pipeline import (
         _log_hparams,
+        make_loggers,
         new_summary,
         quiet_libraries,
         record_divergence,
@@ -220,9 +221,9 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 data = init_data(initializer, model, dm, INIT_BATCH_SIZE, seed=m.seed)
                 initializer(model, activation=make_act(), data=data, seed=m.seed)
                 record_setup(s, dm.task, dict(data_desc), model)
-                if m.cfg.get("logger") and m.cfg.logger.get("_target_"):
-                    loggers[i] = instantiate(m.cfg.logger, save_dir=str(m.output_dir),
-                                             version=s["run_name"])
+                made = make_loggers(m.cfg, Path(m.output_dir), s["run_name"])
+                if made:
+                    loggers[i] = LoggerGroup(made)
                 if diag.get("probe", False):
                     probes[i] = _probe(model, dm, m.seed, diag, act_name, loggers[i])
                 models.append(model)
@@ -296,20 +297,44 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     return summaries
 
 
+class LoggerGroup:
+    """A member's loggers (the ``logger`` group's entries) behind one logger's methods:
+    metrics, hyperparameters and finalize go to each; histograms to the first that draws
+    them (TensorBoard), as ``trainer.logger`` is the first logger in an ordinary run."""
+
+    def __init__(self, loggers: Sequence[Any]) -> None:
+        self.loggers = list(loggers)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        for logger in self.loggers:
+            logger.log_hyperparams(params, *args, **kwargs)
+
+    def finalize(self, status: str) -> None:
+        for logger in self.loggers:
+            logger.finalize(status)
+
+    @property
+    def experiment(self) -> Any:
+        for logger in self.loggers:
+            if hasattr(getattr(logger, "experiment", None), "add_histogram"):
+                return logger.experiment
+        return None
+
+
 # --------------------------------------------------------------------------- Hydra side
 
 
 def _overrides_dirname(overrides: Sequence[str], hydra_node: DictConfig) -> str | None:
     """``hydra.job.override_dirname`` of a job with these task overrides (Hydra's own
-    function and settings); None if Hydra's internals moved."""
-    try:
-        from hydra._internal.config_loader_impl import get_overrides_dirname
-        from hydra.core.override_parser.overrides_parser import OverridesParser
+    function and settings, ``initlab.compat``); None if that cannot be had."""
+    from initlab.compat import overrides_dirname
 
-        conf = hydra_node.job.config.override_dirname
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-        return get_overrides_dirname(overrides=parsed, exclude_keys=list(conf.exclude_keys),
-                                     item_sep=conf.item_sep, kv_sep=conf.kv_sep)
+    try:
+        return overrides_dirname(overrides, hydra_node)
     except Exception:  # noqa: BLE001 - the caller composes instead
         return None
 
