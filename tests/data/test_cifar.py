@@ -127,17 +127,26 @@ def test_one_missing_batch_is_named(cifar_root: Path) -> None:
         CIFAR10DataModule(data_dir=str(cifar_root), download=False).check_available()
 
 
-def test_failed_download_is_reported(tmp_path: Path, monkeypatch) -> None:
-    import torchvision.datasets.utils as tv_utils
+def test_failed_download_names_the_error_folder_and_files_and_leaves_no_empty_folder(
+        tmp_path: Path, monkeypatch, refused_url: str) -> None:
+    # a real download (torchvision's, as CIFAR10DataModule.fetch does it) from an address
+    # that refuses connections
+    from torchvision.datasets import CIFAR10
 
-    def no_network(*args, **kwargs) -> None:
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(tv_utils, "download_and_extract_archive", no_network)
-    dm = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
+    monkeypatch.setattr(CIFAR10, "url", refused_url + CIFAR10.filename)
+    data_dir = tmp_path / "data" / "vision"  # neither exists: the attempt creates both
+    dm = CIFAR10DataModule(data_dir=str(data_dir), download=True)
     dm.check_available()  # download on: nothing to complain about before loading
-    with pytest.raises(DatasetNotFoundError, match="network unreachable"):
+    with pytest.raises(DatasetNotFoundError) as info:
         dm.prepare()
+    msg = str(info.value)
+    assert msg.startswith("dataset 'cifar10': downloading it failed (URLError: ")
+    assert "Connection refused" in msg and "\n" not in msg
+    assert f" in {data_dir / 'cifar-10-batches-py'} " in msg
+    assert "data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch" \
+        in msg and "cifar-10-python.tar.gz" in msg
+    assert "dataset.download=true" not in msg
+    assert list(tmp_path.iterdir()) == []  # no empty data/vision left
 
 
 def test_bad_options_name_the_key(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from initlab.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from initlab.data.mnist import IDX_FILES, FashionMNISTDataModule, MNISTDataModule
 from initlab.data.paths import DatasetNotFoundError
 
 N_TRAIN, N_TEST = 200, 50
@@ -121,18 +121,36 @@ def test_partial_files_are_reported(mnist_root: Path) -> None:
         MNISTDataModule(data_dir=str(mnist_root), download=False).check_available()
 
 
-def test_failed_download_is_reported(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("cls", [MNISTDataModule, FashionMNISTDataModule])
+@pytest.mark.parametrize("data_dir_exists", [False, True])
+def test_failed_download_names_the_error_folder_and_files_and_leaves_no_empty_folder(
+        tmp_path: Path, monkeypatch, refused_url: str, cls, data_dir_exists: bool) -> None:
+    # a real torchvision download from an address that refuses connections
     from torchvision import datasets
 
-    def no_network(self) -> None:
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
-
-    monkeypatch.setattr(datasets.MNIST, "download", no_network)
-    dm = MNISTDataModule(data_dir=str(tmp_path), download=True)
-    assert dm.check_available() == tmp_path  # download on: not an error before loading
-    with pytest.raises(DatasetNotFoundError, match="Error downloading") as info:
+    monkeypatch.setattr(getattr(datasets, cls.torchvision_name), "mirrors", [refused_url])
+    data_dir = tmp_path / "data"
+    if data_dir_exists:  # the user's folder and file: kept
+        (data_dir / cls.torchvision_name).mkdir(parents=True)
+        (data_dir / "notes.txt").write_text("mine")
+    dm = cls(data_dir=str(data_dir), download=True)
+    assert dm.check_available() == data_dir  # download on: not an error before loading
+    with pytest.raises(DatasetNotFoundError) as info:
         dm.prepare()
-    assert str(tmp_path / "MNIST" / "raw") in str(info.value)
+    msg = str(info.value)
+    assert msg.startswith(f"dataset {dm.name!r}: downloading it failed (RuntimeError: ")
+    assert refused_url in msg and "Connection refused" in msg and "\n" not in msg
+    raw = data_dir / cls.torchvision_name / "raw"
+    assert f" in {raw} " in msg
+    assert ", ".join(IDX_FILES) in msg  # the four file names torchvision looks for
+    assert "dataset.download=true" not in msg  # it is on already
+    # only what the attempt created is gone
+    assert not raw.exists()
+    if data_dir_exists:
+        assert (data_dir / cls.torchvision_name).is_dir()
+        assert (data_dir / "notes.txt").read_text() == "mine"
+    else:
+        assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

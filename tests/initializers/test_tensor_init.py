@@ -86,6 +86,39 @@ def test_delta_orthogonal_reports_the_std_it_draws(layer):
     assert row["std"] == pytest.approx(rms, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's perf note
+@pytest.mark.parametrize("conv,tap", [
+    (nn.Conv2d(4, 8, 4, padding="same", bias=False), (1, 1)),
+    (nn.Conv1d(3, 5, 2, padding="same", bias=False), (0,)),
+    (nn.Conv3d(2, 4, (2, 3, 4), padding="same", bias=False), (0, 1, 1)),
+])
+def test_delta_orthogonal_even_kernel_same_padding_has_no_spatial_shift(conv, tap):
+    # Xiao et al. (2018): y = gain * H x at every position. With an even kernel the tap is
+    # (k - 1) // 2, where padding='same' aligns it with the output pixel; k // 2 (dirac_'s
+    # tap) would give y[i] = H x[i + 1]
+    report = initialize(conv, "delta_orthogonal", seed=0, gain=1.3)
+    assert report.find(type(conv).__name__, "weight")["rule"] == "delta_orthogonal"
+    h = conv.weight[(slice(None), slice(None), *tap)]
+    assert conv.weight.abs().sum().item() == pytest.approx(h.abs().sum().item(), rel=1e-6)
+    gram = h.double().T @ h.double()
+    assert torch.allclose(gram, 1.3**2 * torch.eye(h.shape[1], dtype=torch.float64), atol=1e-5)
+    x = torch.randn(2, conv.in_channels, *([7] * len(tap)), generator=gen(4))
+    with torch.no_grad():
+        y = conv(x)
+    assert y.shape[2:] == x.shape[2:]
+    torch.testing.assert_close(y, torch.einsum("oi,bi...->bo...", h, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's perf note
+@pytest.mark.parametrize("conv", [nn.Conv2d(4, 4, 4, padding="same", bias=False),
+                                  nn.Conv1d(3, 3, 2, padding="same", bias=False)])
+def test_identity_even_kernel_same_padding_reproduces_input(conv):
+    initialize(conv, "identity")
+    x = torch.randn(2, conv.in_channels, *([6] * (conv.weight.dim() - 2)), generator=gen())
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), x, rtol=1e-6, atol=1e-6)
+
+
 def test_delta_orthogonal_needs_out_at_least_in():
     with pytest.raises(ValueError, match="out_channels=8 < in_channels=16"):
         initialize(nn.Conv2d(16, 8, 3), "delta_orthogonal", seed=0)

@@ -97,6 +97,16 @@ def test_welch_matches_scipy() -> None:
     assert welch([0.6, 0.6], [0.5, 0.5]).significant is True
 
 
+@pytest.mark.parametrize("value", [0.1, 0.7, 0.9876, 1 / 3])
+def test_welch_on_constant_values_does_not_test_rounding_noise(value: float) -> None:
+    # every seed gave the same number: the mean of 3 or 7 copies of 0.7 is not exactly 0.7
+    # (std ~1e-16), which must not count as spread
+    same = welch([value] * 3, [value] * 7)
+    assert same.significant is None and same.reason == "identical values"
+    apart = welch([value] * 3, [value + 0.01] * 7)
+    assert apart.significant is True and apart.t == -math.inf
+
+
 def test_regression_ranked_by_lowest_loss(tmp_path, make_run) -> None:
     sweep = tmp_path / "reg"
     n = 0

@@ -38,7 +38,9 @@ def assert_same_run(ordinary: dict, vec: dict, o_dir: Path, v_dir: Path) -> None
         assert vec[key] == ordinary[key], key
     # the init probe saw the same initialized network
     for key in ("init_diagnostics", "init_act_histograms", "init_act_std_last"):
-        assert vec.get(key) == ordinary.get(key), key  # same weights, same batch
+        # exact: the ordinary InitProbe on the member's own (unstacked) model, same weights,
+        # same batch: the same computation, not the stacked kernels
+        assert vec.get(key) == ordinary.get(key), key
     # same summary shape: every key of the ordinary run, plus the vectorized facts
     assert set(ordinary) <= set(vec)
     assert vec["vectorized_k"] >= 1 and "job_wall_time_s" in vec and "wall_time_basis" in vec
@@ -178,6 +180,7 @@ def test_each_member_walks_its_own_seeds_batches(augment: bool, per_step: bool,
             want = list(own)  # what the ordinary run's loader yields in that epoch
             assert len(got) == len(want) == 7
             for (xb, yb), (wx, wy) in zip(got, want, strict=True):
+                # exact: gathered copies (plus the same noise, one elementwise add)
                 assert torch.equal(xb[k], wx) and torch.equal(yb[k], wy)
 
 
@@ -259,5 +262,5 @@ def test_without_a_validation_split_no_val_metrics_and_dead_fractions_on_the_fix
     assert [s for s, _ in got["epoch"]] == [s for s, _ in want["epoch"]]  # no val logs
     dead = [t for t in want if t.startswith("diag/dead_frac/")]
     assert dead and any(v > 0 for t in dead for _, v in want[t])
-    for tag in dead:
+    for tag in dead:  # counts of units off on the whole batch: discrete, compared exactly
         assert got[tag] == want[tag], tag

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from initlab.data.augment import random_crop_flip
 from initlab.data.mnist import FileDataModule
-from initlab.data.paths import DatasetNotFoundError, unreadable
+from initlab.data.paths import download_failed, removing_created_dirs, unreadable
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -86,15 +86,14 @@ class CIFAR10DataModule(FileDataModule):
         from torchvision.datasets.utils import download_and_extract_archive
 
         try:
-            download_and_extract_archive(
-                CIFAR10.url, str(self.root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
-            )
+            with removing_created_dirs(self.folder):
+                download_and_extract_archive(
+                    CIFAR10.url, str(self.root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
+                )
         except (RuntimeError, URLError, OSError) as err:
-            raise DatasetNotFoundError(
-                f"dataset {self.name!r} is not in {self.folder} and downloading it failed: "
-                f"{err}. Put the python-version batches there by hand, or run once with "
-                f"network access and dataset.download=true."
-            ) from err
+            files = [p.name for p in self.missing_files()] or list(self.FILES)
+            raise download_failed(self.name, self.folder, files, err,
+                                  f"the python version: {CIFAR10.filename} extracted") from err
 
     def load(self) -> dict[str, tuple[Tensor, Tensor]]:
         self.check_available()

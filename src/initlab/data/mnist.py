@@ -21,7 +21,13 @@ import torch
 from torch import Tensor
 
 from initlab.data.base import InMemoryDataModule, split_indices
-from initlab.data.paths import DatasetNotFoundError, resolve_data_dir, unreadable
+from initlab.data.paths import (
+    DatasetNotFoundError,
+    download_failed,
+    removing_created_dirs,
+    resolve_data_dir,
+    unreadable,
+)
 
 SPLIT_SEED = 1234  # fixed: the train/val split must not depend on the run seed
 
@@ -144,6 +150,7 @@ class MNISTDataModule(FileDataModule):
     torchvision_name = "MNIST"  # the torchvision class, also its folder under data_dir
     FILES = IDX_FILES
     FILES_HINT = "the IDX files"
+    FILES_WHAT = "the IDX files, gunzipped"
 
     @property
     def raw_dir(self) -> Path:
@@ -168,14 +175,19 @@ class MNISTDataModule(FileDataModule):
 
         cls = getattr(datasets, self.torchvision_name)
         try:
-            return cls(root=str(self.root), train=train, download=self.download)
+            with removing_created_dirs(self.raw_dir):
+                return cls(root=str(self.root), train=train, download=self.download)
         except (RuntimeError, URLError, OSError) as err:
-            if not self.missing_files():  # the files are there but do not read
+            missing = self.missing_files()
+            if not missing:  # the files are there but do not read
                 raise unreadable(self.name, self.raw_dir, err) from err
+            if self.download:
+                raise download_failed(self.name, self.raw_dir, [p.name for p in missing],
+                                      err, self.FILES_WHAT) from err
             raise DatasetNotFoundError(
-                f"dataset {self.name!r} is not in {self.raw_dir} and could not be obtained "
-                f"(download={self.download}): {err}. Put the IDX files there by hand, or run "
-                f"once with network access and dataset.download=true."
+                f"dataset {self.name!r} is not in {self.raw_dir} ({err}); "
+                f"dataset.download=false: set dataset.download=true or put the files "
+                f"{', '.join(p.name for p in missing)} there."
             ) from err
 
     def load(self) -> dict[str, tuple[Tensor, Tensor]]:

@@ -9,6 +9,8 @@ A relative ``data_dir`` is taken relative to the directory the command was start
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ENV_VAR = "INITLAB_DATA_DIR"
@@ -30,6 +32,39 @@ def unreadable(name: str, where: Path, err: BaseException) -> DatasetUnreadableE
         "probably truncated or corrupt (an "
         "interrupted download or copy): delete it and download again "
         "(dataset.download=true) or copy it again")
+
+
+def download_failed(name: str, folder: Path, files: Iterable[str], err: BaseException,
+                    what: str = "") -> DatasetNotFoundError:
+    """The error for data set ``name`` whose download into ``folder`` failed with ``err``:
+    the underlying error on one line, and the files (``what`` they are) to put in
+    ``folder`` by hand."""
+    cause = " ".join(f"{type(err).__name__}: {err}".split())
+    return DatasetNotFoundError(
+        f"dataset {name!r}: downloading it failed ({cause}). Without network access, put "
+        f"the files {', '.join(files)}{f' ({what})' if what else ''} in {folder} (or point "
+        f"dataset.data_dir / ${ENV_VAR} at a directory that has them), or retry where the "
+        "download works.")
+
+
+@contextmanager
+def removing_created_dirs(folder: Path) -> Iterator[None]:
+    """Around a download into ``folder``: if it raises, remove the folders on the way to
+    ``folder`` that did not exist before and are empty, deepest first (``rmdir``, so never
+    a file, and never a folder that was there before), so a failed download leaves no empty
+    ``data/MNIST/raw`` behind."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for path in created:
+            if not path.is_dir():
+                continue  # the download failed before making it
+            try:
+                path.rmdir()
+            except OSError:  # not empty (a file the download wrote): keep it and its parents
+                break
+        raise
 
 
 def _launch_dir() -> Path:

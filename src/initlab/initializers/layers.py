@@ -48,6 +48,12 @@ class Slot:
         return type(self.module).__name__
 
 
+def pytorch_bound(fan_in: int) -> float:
+    """PyTorch's default bound ``1 / sqrt(fan_in)`` for Linear/Conv weights and biases; 0 for
+    a zero fan_in, as its ``reset_parameters`` does (the bias of ``nn.Linear(0, n)`` is 0)."""
+    return 1.0 / fan_in**0.5 if fan_in > 0 else 0.0
+
+
 def _bias_partner(module: nn.Module, name: str) -> torch.Tensor | None:
     """The weight a bias belongs to: ``bias_ih_l0`` -> ``weight_ih_l0``, ``bias`` -> ``weight``."""
     params = dict(module.named_parameters(recurse=False))
@@ -101,7 +107,7 @@ def classify(layer: str, module: nn.Module, name: str, tensor: torch.Tensor) -> 
         slot.role = "weight"
         slot.blocks = list(tensor.chunk(groups, dim=0))
         slot.fans = tensor_fans(slot.blocks[0], transposed=slot.transposed, name=f"{layer}.{name}")
-        slot.pytorch_default = ("uniform", 1.0 / max(torch_fan_in(tensor), 1) ** 0.5)
+        slot.pytorch_default = ("uniform", pytorch_bound(torch_fan_in(tensor)))
         return slot
     if name.startswith("bias"):
         slot.role = "bias"
@@ -112,7 +118,7 @@ def classify(layer: str, module: nn.Module, name: str, tensor: torch.Tensor) -> 
                 getattr(module, "groups", 1) if isinstance(module, nn.modules.conv._ConvNd) else 1
             )
             slot.fans = tensor_fans(partner, groups=groups, transposed=transposed)
-            slot.pytorch_default = ("uniform", 1.0 / max(torch_fan_in(partner), 1) ** 0.5)
+            slot.pytorch_default = ("uniform", pytorch_bound(torch_fan_in(partner)))
     return slot
 
 

@@ -87,6 +87,8 @@ def lsuv_scheme(model: nn.Module, ctx: InitContext) -> None:
     model.eval()
     try:
         for name, layer in forward_order(model, x):
+            if layer.weight.numel() == 0:  # a zero-size layer: its row says skipped
+                continue
             var, iterations = output_variance(model, layer, x), 0
             while iterations < ctx.params["max_iter"] and math.isfinite(var) and var > 0:
                 if abs(var - 1.0) < ctx.params["tol"]:

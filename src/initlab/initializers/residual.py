@@ -56,6 +56,8 @@ def _names(model: nn.Module) -> dict[int, str]:
 def _update_row(ctx: InitContext, layer: str, param: str, tensor: torch.Tensor,
                 **fields: Any) -> None:
     row = ctx.report.find(layer, param)
+    if tensor.numel() == 0:  # a zero-size layer: nothing to set, its row says skipped
+        return
     actual = tensor.detach().float().std().item() if tensor.numel() > 1 else None
     row.update(actual_std=actual, **fields)
 

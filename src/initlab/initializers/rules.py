@@ -6,12 +6,16 @@ A rule fills one weight block (``weight``) and, when ``bias: scheme`` is chosen,
 scheme, biases follow the ``bias`` option (``zeros`` | ``constant`` with ``bias_value`` |
 ``scheme``), RNN ``weight_hh`` follows the ``recurrent`` option (null/``same`` = the scheme,
 ``orthogonal``, ``identity``), an Embedding's ``padding_idx`` row is zeroed afterwards, and
-1-D parameters that are not biases (e.g. PReLU slopes) are left unchanged.
+1-D parameters that are not biases (e.g. PReLU slopes) are left unchanged. A parameter
+with zero elements (a zero-size layer), and a bias whose fan is 0 under a fan-based rule,
+are skipped: left as they are, reported with a ``skipped (...)`` rule, and named in one
+warning (``torch.nn.init`` also warns and leaves zero-element tensors alone).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -24,6 +28,10 @@ from initlab.initializers.layers import Slot, iter_slots
 from initlab.initializers.registry import InitContext
 
 Info = dict[str, Any]
+
+#: Report rules of the parameters ``apply_rule`` leaves as they are.
+SKIPPED_EMPTY = "skipped (zero elements)"
+SKIPPED_ZERO_FAN = "skipped ({mode} = 0)"
 
 
 def slot_activation(slot: Slot, ctx: InitContext) -> nn.Module | None:
@@ -89,6 +97,8 @@ class VarianceRule(Rule):
     def bias(self, tensor: torch.Tensor, slot: Slot, ctx: InitContext) -> Info:
         if slot.fans is None:
             return super().bias(tensor, slot, ctx)
+        if slot.fans.select(self.mode) == 0:  # the bias of a zero-size layer: no variance
+            return {"rule": SKIPPED_ZERO_FAN.format(mode=self.mode)}
         return self.weight(tensor, slot, ctx)
 
 
@@ -218,6 +228,8 @@ def _bias_info(tensor: torch.Tensor, slot: Slot, ctx: InitContext, rule: Rule) -
 
 def init_slot(slot: Slot, ctx: InitContext, rule: Rule) -> Info:
     """Initialize one parameter and return its report fields."""
+    if slot.tensor.numel() == 0:
+        return {"rule": SKIPPED_EMPTY}
     if slot.role in ("weight", "embedding", "recurrent"):
         active = (
             recurrent_rule(ctx.params.get("recurrent"), rule) if slot.role == "recurrent" else rule
@@ -258,7 +270,23 @@ def add_row(ctx: InitContext, slot: Slot, info: Info) -> dict[str, Any]:
     )
 
 
+def is_skipped(row: dict[str, Any]) -> bool:
+    """Whether a report row is of a parameter ``apply_rule`` left as it was."""
+    return str(row.get("rule") or "").startswith("skipped")
+
+
+def warn_skipped(ctx: InitContext, rows: list[dict[str, Any]]) -> None:
+    """One warning naming every skipped parameter (none: no warning)."""
+    skipped = [f"{r['layer']}.{r['param']} (shape {r['shape'] or '()'}, {r['rule']})"
+               for r in rows if is_skipped(r)]
+    if skipped:
+        scheme = ctx.report.scheme or "init"
+        warnings.warn(f"init={scheme}: left {len(skipped)} parameter(s) unchanged, "
+                      f"initializing them is a no-op: {', '.join(skipped)}",
+                      UserWarning, stacklevel=3)
+
+
 def apply_rule(model: nn.Module, ctx: InitContext, rule: Rule) -> None:
     """Initialize every parameter of ``model`` with ``rule`` (see module doc)."""
-    for slot in iter_slots(model):
-        add_row(ctx, slot, init_slot(slot, ctx, rule))
+    rows = [add_row(ctx, slot, init_slot(slot, ctx, rule)) for slot in iter_slots(model)]
+    warn_skipped(ctx, rows)

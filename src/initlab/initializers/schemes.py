@@ -107,8 +107,9 @@ def orthogonal_scheme(model: nn.Module, ctx: InitContext) -> None:
 @register_scheme("delta_orthogonal", defaults={"gain": 1.0})
 def delta_orthogonal_scheme(model: nn.Module, ctx: InitContext) -> None:
     """Xiao et al. (2018), "Dynamical isometry and a mean field theory of CNNs": conv
-    kernels are zero except the centre tap, an orthogonal ``out x in`` matrix times
-    ``gain`` (needs ``out >= in``); Linear/RNN weights get plain orthogonal."""
+    kernels are zero except the centre tap (index ``(k - 1) // 2``: the middle of an odd
+    kernel, the tap ``padding='same'`` centres for an even one), an orthogonal ``out x in``
+    matrix times ``gain`` (needs ``out >= in``); Linear/RNN weights get plain orthogonal."""
     apply_rule(model, ctx, DeltaOrthogonalRule(ctx.params["gain"]))
 
 
@@ -116,7 +117,7 @@ def delta_orthogonal_scheme(model: nn.Module, ctx: InitContext) -> None:
 def identity_scheme(model: nn.Module, ctx: InitContext) -> None:
     """Identity maps times ``gain``: ``eye`` on the leading square block of each matrix
     (Le et al. 2015, "A simple way to initialize recurrent networks of rectified linear
-    units", for recurrent weights), the Dirac delta for convolutions."""
+    units", for recurrent weights), the Dirac delta at tap ``(k - 1) // 2`` for convolutions."""
     apply_rule(model, ctx, IdentityRule(ctx.params["gain"]))
 
 

@@ -4,11 +4,15 @@ Every function fills ``tensor`` in place under ``torch.no_grad()``, returns it, 
 randomness only from ``generator`` (a CPU ``torch.Generator``; None uses a fresh
 non-deterministically seeded one, never the global RNG). Samples are drawn on the CPU and
 copied to the tensor's device, so a seed gives the same numbers on every device.
+A zero-element tensor (e.g. the weight of ``nn.Linear(0, 5)``, whose fan_in is 0) is
+returned unchanged with a warning, as ``torch.nn.init`` does: there is nothing to fill and
+its fan may be 0. Invalid arguments are still refused first.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -33,6 +37,16 @@ def _dtype(tensor: torch.Tensor) -> torch.dtype:
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
 
 
+def skip_empty(tensor: torch.Tensor, name: str, stacklevel: int = 3) -> bool:
+    """True (with a warning) when ``tensor`` has no elements: initializing it is a no-op."""
+    if tensor.numel():
+        return False
+    warnings.warn(f"{name}: tensor of shape {tuple(tensor.shape)} has zero elements; "
+                  "initializing it is a no-op, left unchanged", UserWarning,
+                  stacklevel=stacklevel)
+    return True
+
+
 def _fill(tensor: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         tensor.copy_(values.reshape(tensor.shape))
@@ -48,6 +62,8 @@ def normal_(
     tensor: torch.Tensor, std: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """``N(0, std^2)``."""
+    if skip_empty(tensor, "normal_"):
+        return tensor
     values = torch.randn(tensor.shape, generator=_gen(generator), dtype=_dtype(tensor))
     return _fill(tensor, values * std)
 
@@ -56,6 +72,8 @@ def uniform_(
     tensor: torch.Tensor, bound: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """``U(-bound, bound)``."""
+    if skip_empty(tensor, "uniform_"):
+        return tensor
     values = torch.rand(tensor.shape, generator=_gen(generator), dtype=_dtype(tensor))
     return _fill(tensor, (2.0 * values - 1.0) * bound)
 
@@ -71,6 +89,8 @@ def truncated_normal_(
     """``N(mean, std^2)`` truncated to ``[a, b]`` (absolute bounds, as in
     ``torch.nn.init.trunc_normal_``), sampled exactly by the inverse CDF in float64.
     ``std`` is the std of the underlying normal, not of the result."""
+    if skip_empty(tensor, "truncated_normal_"):
+        return tensor
     if std <= 0:
         return _fill(tensor, torch.full(tensor.shape, float(mean)))
 
@@ -118,12 +138,25 @@ def variance_scaling_(
     """Zero-mean weights with ``Var = scale / fan`` (``fan`` chosen by ``mode``): the common
     form of LeCun, Glorot and He initialization. ``fans`` overrides the fans computed from
     the tensor layout (e.g. for grouped or transposed convolutions)."""
+    return _variance_scaling(tensor, scale, mode, distribution, generator, fans,
+                             "variance_scaling_")
+
+
+def _variance_scaling(tensor: torch.Tensor, scale: float, mode: str, distribution: str,
+                      generator: torch.Generator | None, fans: Fans | None,
+                      name: str) -> torch.Tensor:
     check_choice("init.mode", mode, MODES)
+    check_choice("init.distribution", distribution, DISTRIBUTIONS)
     if scale <= 0:
         raise ValueError(f"init.scale={scale!r} is not allowed; allowed: a number > 0")
     fans = fans or tensor_fans(tensor)
-    std = math.sqrt(scale / fans.select(mode))
-    return sample_(tensor, std, distribution, generator)[0]
+    if skip_empty(tensor, name, stacklevel=4):  # its fan may be 0: no std to compute
+        return tensor
+    fan = fans.select(mode)
+    if fan <= 0:
+        raise ValueError(f"{name}: init.mode={mode} selects a fan of {fan:g} ({fans}); "
+                         "allowed: fans > 0")
+    return sample_(tensor, math.sqrt(scale / fan), distribution, generator)[0]
 
 
 def xavier_(
@@ -134,7 +167,8 @@ def xavier_(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Glorot & Bengio (2010): ``Var = gain^2 * 2 / (fan_in + fan_out)``."""
-    return variance_scaling_(tensor, gain * gain, mode, distribution, generator)
+    return _variance_scaling(tensor, gain * gain, mode, distribution, generator, None,
+                             "xavier_")
 
 
 def he_(
@@ -145,7 +179,7 @@ def he_(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """He et al. (2015): ``Var = gain^2 / fan`` with ``gain = sqrt(2)`` for ReLU."""
-    return variance_scaling_(tensor, gain * gain, mode, distribution, generator)
+    return _variance_scaling(tensor, gain * gain, mode, distribution, generator, None, "he_")
 
 
 def lecun_(
@@ -156,7 +190,8 @@ def lecun_(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """LeCun et al. (1998), Efficient BackProp: ``Var = gain^2 / fan_in``."""
-    return variance_scaling_(tensor, gain * gain, mode, distribution, generator)
+    return _variance_scaling(tensor, gain * gain, mode, distribution, generator, None,
+                             "lecun_")
 
 
 def _orthogonal_matrix(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
@@ -183,9 +218,20 @@ def orthogonal_(
         raise ValueError(
             f"orthogonal needs a tensor with at least 2 dims, got {tuple(tensor.shape)}"
         )
+    if skip_empty(tensor, "orthogonal_"):
+        return tensor
     rows = tensor.shape[0]
     matrix = _orthogonal_matrix(rows, tensor.numel() // rows, _gen(generator))
     return _fill(tensor, (gain * matrix).to(_dtype(tensor)))
+
+
+def centre_tap(kernel_size: int) -> int:
+    """The tap a delta kernel puts its weight on: ``(kernel_size - 1) // 2``, the middle of
+    an odd kernel and, for an even one, the tap that ``padding='same'`` aligns with the
+    output position (PyTorch pads ``(k - 1) // 2`` before and the rest after; TF and JAX
+    place their delta-orthogonal centre there too). ``k // 2`` would shift the output one
+    position per even dimension."""
+    return (kernel_size - 1) // 2
 
 
 def delta_orthogonal_(
@@ -195,15 +241,19 @@ def delta_orthogonal_(
     *,
     transposed: bool = False,
 ) -> torch.Tensor:
-    """Xiao et al. (2018), delta-orthogonal: the centre tap (index ``k // 2`` in every
+    """Xiao et al. (2018), "Dynamical isometry and a mean field theory of CNNs",
+    delta-orthogonal: the centre tap (index ``centre_tap(k) = (k - 1) // 2`` in every
     spatial dim) is an orthogonal ``out x in`` matrix times ``gain``, all other taps are
     zero, so the convolution is norm-preserving at every position. Needs
     ``out_channels >= in_channels``. ``transposed`` for ConvTranspose weights
-    ``(in, out, *k)``. A 2-D (Linear) weight gets plain ``orthogonal_`` of any shape."""
+    ``(in, out, *k)``. A 2-D (Linear) weight gets plain ``orthogonal_`` of any shape.
+    For an even ``k`` the tap is the one ``padding='same'`` centres (no spatial shift)."""
     if tensor.dim() < 2:
         raise ValueError(
             f"delta_orthogonal needs a weight with at least 2 dims, got {tuple(tensor.shape)}"
         )
+    if skip_empty(tensor, "delta_orthogonal_"):
+        return tensor
     if tensor.dim() == 2:
         return orthogonal_(tensor, gain, generator)
     n_out, n_in = (tensor.shape[1], tensor.shape[0]) if transposed else tensor.shape[:2]
@@ -212,7 +262,7 @@ def delta_orthogonal_(
             f"delta_orthogonal needs out_channels >= in_channels (per group), got "
             f"out_channels={n_out} < in_channels={n_in}"
         )
-    centre = (slice(None), slice(None), *(k // 2 for k in tensor.shape[2:]))
+    centre = (slice(None), slice(None), *(centre_tap(k) for k in tensor.shape[2:]))
     matrix = gain * _orthogonal_matrix(n_out, n_in, _gen(generator))
     values = torch.zeros(tensor.shape, dtype=torch.float64)
     values[centre] = matrix.T if transposed else matrix
@@ -222,13 +272,16 @@ def delta_orthogonal_(
 def identity_(tensor: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """Identity map times ``gain``: ``eye`` on the leading square block of a 2-D tensor
     (Le et al. 2015 use it for recurrent weights); for a convolution weight the Dirac delta
-    at the centre tap (index ``k // 2``) linking channel ``i`` to channel ``i``."""
+    at the centre tap (``centre_tap(k) = (k - 1) // 2``, the one ``padding='same'``
+    centres for an even ``k`` too) linking channel ``i`` to channel ``i``."""
     if tensor.dim() < 2:
         raise ValueError(f"identity needs a tensor with at least 2 dims, got {tuple(tensor.shape)}")
+    if skip_empty(tensor, "identity_"):
+        return tensor
     values = torch.zeros(tensor.shape, dtype=_dtype(tensor))
     n = min(tensor.shape[0], tensor.shape[1])
     index = torch.arange(n)
-    centre = tuple(k // 2 for k in tensor.shape[2:])
+    centre = tuple(centre_tap(k) for k in tensor.shape[2:])
     values[(index, index, *centre)] = gain
     return _fill(tensor, values)
 
@@ -247,18 +300,20 @@ def sparse_(
     ``fan_in``."""
     if tensor.dim() < 2:
         raise ValueError(f"sparse needs a tensor with at least 2 dims, got {tuple(tensor.shape)}")
+    if sparsity is not None and not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"init.sparsity={sparsity!r} is not allowed; allowed: 0 <= x < 1")
+    if sparsity is None and (num_nonzero is None or num_nonzero < 1):
+        raise ValueError(f"init.num_nonzero={num_nonzero!r} is not allowed; allowed: int >= 1")
+    if skip_empty(tensor, "sparse_"):
+        return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
     if sparsity is not None:
-        if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"init.sparsity={sparsity!r} is not allowed; allowed: 0 <= x < 1")
         keep = cols - int(math.floor(sparsity * cols + 0.5))
         if keep < 1:  # an all-zero unit is not a sparse init
             raise ValueError(f"init.sparsity={sparsity!r} leaves no nonzero weight in a unit "
                              f"with {cols} inputs; allowed: 0 <= x < {1 - 0.5 / cols:.6g}")
     else:
-        if num_nonzero is None or num_nonzero < 1:
-            raise ValueError(f"init.num_nonzero={num_nonzero!r} is not allowed; allowed: int >= 1")
         keep = min(int(num_nonzero), cols)
     gen = _gen(generator)
     positions = torch.rand((rows, cols), generator=gen).argsort(dim=1)[:, :keep]

@@ -58,7 +58,9 @@ def activate(act: nn.Module, z: Tensor) -> Tensor:
 def log_softmax_last(out: Tensor) -> Tensor:
     """``log_softmax(out, dim=-1)``, computed over the transposed view: torch's CPU kernel
     runs a dimension of a few classes (10 here) 4-6 times faster when it is not the last
-    one. Same values (the result is a view with the classes' stride)."""
+    one. The same values up to rounding: another kernel, whose results may differ from
+    ``torch.log_softmax(out, dim=-1)``'s in the last bit on some CPUs (the result is a view
+    with the classes' stride)."""
     return torch.log_softmax(out.transpose(-1, -2), dim=-2).transpose(-1, -2)
 
 
