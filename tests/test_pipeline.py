@@ -91,12 +91,12 @@ def test_a_failed_run_is_run_again_and_a_diverged_one_is_kept(compose_cfg,
 
 
 def test_checkpointed_run_continues_from_last_epoch(compose_cfg, tmp_path: Path) -> None:
-    first = run(compose_cfg(*NO_LOG, "trainer.checkpoint=true", "trainer.max_epochs=2"),
+    first = run(compose_cfg(*NO_LOG, "checkpoint=true", "trainer.max_epochs=2"),
                 tmp_path, progress_bar=False)
     assert first["status"] == "completed" and last_checkpoint(tmp_path) is not None
     # as if it had been killed: the checkpoint stays, the summary is gone
     (tmp_path / "summary.json").unlink()
-    second = run(compose_cfg(*NO_LOG, "trainer.checkpoint=true", "trainer.max_epochs=3"),
+    second = run(compose_cfg(*NO_LOG, "checkpoint=true", "trainer.max_epochs=3"),
                  tmp_path, progress_bar=False)
     assert second["status"] == "completed" and "resumed_from" in second
     assert second["steps"] == 3 * first["steps"] // 2  # only the third epoch was trained
@@ -161,7 +161,7 @@ class CrashAtEpoch(pl.Callback):
 
 def test_a_run_that_crashed_mid_way_resumes_from_its_last_finished_epoch(compose_cfg,
                                                                          tmp_path: Path) -> None:
-    cfg = compose_cfg(*NO_LOG, "trainer.checkpoint=true", "trainer.max_epochs=4")
+    cfg = compose_cfg(*NO_LOG, "checkpoint=true", "trainer.max_epochs=4")
     crashed = run(cfg, tmp_path, progress_bar=False, extra_callbacks=[CrashAtEpoch(2)])
     assert crashed["status"] == "failed" and "simulated crash" in crashed["error"]
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]

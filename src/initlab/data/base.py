@@ -118,11 +118,11 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatcher:
         loader = self._loader("train", train=True)
-        # Lightning asks for the loader once fit starts, after restoring a checkpoint: a
-        # resumed run continues with the order of the epoch it resumes at
+        # each epoch's pass reads the trainer's epoch when it starts: a resumed run goes
+        # on with the order of the epoch it resumes at
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
-            loader.set_epoch(trainer.current_epoch)
+            loader.epoch_source = lambda: trainer.current_epoch
         return loader
 
     def val_dataloader(self) -> TensorBatcher:

@@ -3,8 +3,9 @@
 A ``TensorBatcher`` yields batches by indexing whole tensors with a permutation:
 no per-sample ``__getitem__`` and no collate, which is what makes small-data
 training (digits, MNIST) fast. Lightning accepts any sized iterable as a loader; the data
-module selects the epoch's order from ``trainer.current_epoch`` when Lightning asks for
-the loader (after a checkpoint is restored), and each pass advances it.
+module gives the training loader ``trainer.current_epoch`` as its epoch source, read when
+an epoch's pass starts, so a run resumed from a checkpoint sees the order of the epoch it
+resumes at.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class TensorBatcher:
         self.drop_last = drop_last
         self.transform = transform
         self.epoch = 0
+        # where a pass reads its epoch (e.g. the trainer's); None: passes count themselves
+        self.epoch_source: Callable[[], int] | None = None
 
     @staticmethod
     def _shard() -> tuple[int, int]:
@@ -88,6 +91,8 @@ class TensorBatcher:
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """The epoch's ``(x, y)`` minibatches, one by one (advances the epoch)."""
+        if self.epoch_source is not None:
+            self.epoch = int(self.epoch_source())
         idx = self.order(self.epoch)
         rank, world = self._shard()
         if world > 1:  # DistributedSampler semantics: disjoint, equal-sized shards
