@@ -44,7 +44,8 @@ class RefusedSweep(CompactHydraException):
     """A sweep the vectorized sweeper cannot run (Hydra prints the message alone)."""
 
 
-def expand(overrides: Sequence[Override]) -> list[list[str]]:
+def expand(overrides: Sequence[Override], sweeper: str = "hydra/sweeper=vectorized"
+           ) -> list[list[str]]:
     """The runs of a command line, as Hydra's basic sweeper expands it: the cartesian
     product of every swept key's values (``a=1,2``, ``range(...)``, ``choice(...)``), in
     command-line key order, later keys varying fastest."""
@@ -54,7 +55,7 @@ def expand(overrides: Sequence[Override]) -> list[list[str]]:
         if ov.is_sweep_override():
             if not ov.is_discrete_sweep():
                 raise HydraException(
-                    f"hydra/sweeper=vectorized cannot expand {ov.input_line!r}: only lists, "
+                    f"{sweeper} cannot expand {ov.input_line!r}: only lists, "
                     f"range() and choice() sweeps")
             per_key[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
         else:
