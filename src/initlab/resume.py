@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ CHECKPOINT_DIR = "checkpoints"
 _NOT_IDENTITY = ("trainer.checkpoint",)
 # A checkpoint may be continued with a longer (or shorter) training.
 _LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps")
-REMEDY = ("use another folder (hydra.run.dir / hydra.sweep.dir), or move the folder's "
+REMEDY = ("Use another folder (hydra.run.dir / hydra.sweep.dir), or move the folder's "
           "contents away")
 
 
@@ -99,6 +100,20 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why a safe load failed, in a few words (torch's own message goes on to suggest an
+    unsafe load, which is never the fix for a file of unknown origin)."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"Unsupported global: GLOBAL [\w.]+", text)
+    if found:
+        return f"it holds Python objects a safe load refuses: {found.group(0)}"
+    detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+    if detail:
+        return f"not a readable checkpoint: {detail.group(1).strip()[:160]}"
+    first = re.split(r"(?<=\.) ", text, maxsplit=1)[0]
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+
+
 def read_stamp(path: Path) -> dict[str, Any] | None:
     """The ``ConfigStamp`` state stored in the checkpoint ``path`` (None if it has none).
     Loads it as torch does by default for local files, ``weights_only=True``: tensors and
@@ -108,13 +123,11 @@ def read_stamp(path: Path) -> dict[str, Any] | None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reason: the file cannot be used
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise RunFolderConflict(
-            f"checkpoint {path} is unreadable ({type(exc).__name__}"
-            f"{': ' + reason[:200] if reason else ''}); it is not a checkpoint this run "
-            "can continue from (truncated, corrupt, or not written by initlab). Move it "
-            "away (the run then starts over) or run with trainer.checkpoint=false"
-        ) from None
+            f"checkpoint {path} is unreadable ({_load_failure(exc)}); it is not a "
+            "checkpoint this run can continue from (truncated, corrupt, or not written by "
+            "initlab). Move it away (the run then starts over) or run with "
+            "trainer.checkpoint=false") from None
     states = ckpt.get("callbacks") if isinstance(ckpt, dict) else None
     stamp = (states or {}).get(ConfigStamp.__qualname__)
     return stamp if isinstance(stamp, dict) and isinstance(stamp.get("config"), dict) else None
