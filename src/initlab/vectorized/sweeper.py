@@ -116,6 +116,8 @@ class VectorizedSweeper(Sweeper):
         return [job.overrides(i) for i, job in enumerate(self.jobs)]
 
     def sweep(self, arguments: list[str]) -> Any:
+        from initlab.runguard import Interrupted
+
         assert self.config is not None and self.launcher is not None
         jobs = self.job_lists(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -127,7 +129,10 @@ class VectorizedSweeper(Sweeper):
         for start in range(0, len(jobs), size):
             batch = jobs[start : start + size]
             self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=start)
+            try:
+                results = self.launcher.launch(batch, initial_job_idx=start)
+            except Interrupted:  # SIGTERM: launch nothing more; the callback aggregates
+                break
             for r in results:
                 _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
             returns.append(results)
