@@ -210,3 +210,48 @@ def test_adam_betas_need_two_numbers(compose_cfg) -> None:
     with pytest.raises(ValueError, match=r"optimizer\.betas=.*two numbers in \[0, 1\)"):
         validate(compose_cfg("optimizer=adam", "optimizer.betas=[0.9]"))
     validate(compose_cfg("optimizer=adam", "optimizer.betas=[0.8,0.99]"))
+
+
+def test_names_from_user_input_stay_inside_their_folder() -> None:
+    from initlab.config import folder_name, job_dirname
+
+    for text in ("../../x", "/abs/path", "..", ".", "a/../../b", ""):
+        name = folder_name(text)
+        assert "/" not in name and name not in (".", "..", "")
+        assert (Path("/r") / name).resolve().parent == Path("/r")
+    assert folder_name("init=he,seed=0") == "init=he,seed=0"  # ordinary names unchanged
+    dirname = job_dirname("+x=../../../y,init=he")
+    assert dirname == "+x=..%2F..%2F..%2Fy,init=he"
+    assert job_dirname("init=he,model.widths=[64,32]") == "init=he,model.widths=[64,32]"
+    node = OmegaConf.create({"o": "+x=../y", "sub": "${initlab.dirname:${o}}"})
+    assert node.sub == "+x=..%2Fy"
+
+
+def test_a_path_like_run_name_writes_only_inside_the_run_folder(compose_cfg,
+                                                               tmp_path: Path) -> None:
+    from initlab.pipeline import run
+
+    folder = tmp_path / "a" / "b" / "run"
+    s = run(compose_cfg("diagnostics=off", "run_name=../../x"), folder, progress_bar=False)
+    assert s["status"] == "completed" and s["run_name"] == ".._.._x"
+    assert sorted(p.name for p in tmp_path.rglob("*") if folder not in p.parents
+                  and p != folder) == ["a", "b"]  # nothing beside or above the run folder
+    assert (folder / "tb" / ".._.._x" / "hparams.yaml").is_file()
+    assert list((folder / "tb" / ".._.._x").glob("events.out.tfevents*"))
+
+
+@pytest.mark.slow
+def test_an_override_with_dot_dot_keeps_its_run_inside_the_sweep(run_train,
+                                                                tmp_path: Path) -> None:
+    import pandas as pd
+
+    sweep = tmp_path / "deep" / "sweep"
+    proc = run_train(["-m", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1", "logger=none",
+                      "diagnostics=off", "model.depth=2", "model.width=32",
+                      "hydra.callbacks.aggregate.plots=false", "+x=../../../y"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["sweep"]
+    results = pd.read_csv(sweep / "results.csv")
+    assert list(results["status"]) == ["completed"]
+    assert results["run"][0].startswith("0_+x=..%2F..%2F..%2Fy,")

@@ -73,16 +73,31 @@ def shorten(text: str, limit: int) -> str:
 
 
 def slug(text: str) -> str:
-    """A folder-safe version of an override string (keeps ``=`` and ``,``)."""
-    return shorten(re.sub(r"[^A-Za-z0-9=,._+-]+", "_", text), 120) or "default"
+    """A folder-safe version of an override string (keeps ``=`` and ``,``): one path
+    component inside its parent (no ``/``; never ``.`` or ``..``)."""
+    name = shorten(re.sub(r"[^A-Za-z0-9=,._+-]+", "_", text), 120) or "default"
+    return "_" * len(name) if set(name) == {"."} else name
+
+
+def folder_name(text: str) -> str:
+    """``text`` as one folder name (a user's ``run_name``: ``../x`` or ``/abs`` would put
+    TensorBoard files outside the run folder): ``slug`` of it."""
+    return slug(str(text))
+
+
+def job_dirname(text: str) -> str:
+    """A job folder name from Hydra's ``override_dirname``: ``/`` (from a value such as
+    ``+x=../../y``, which would put the run folder outside the sweep) becomes ``%2F``;
+    nothing else changes, so folders of earlier sweeps keep their names and resume.
+    Shortened with a hash past ``JOB_DIRNAME_LIMIT`` bytes."""
+    return shorten(str(text).replace("/", "%2F").replace("\0", ""), JOB_DIRNAME_LIMIT)
 
 
 # Job folders are <job number>_<overrides> (conf/config.yaml, hydra.sweep.subdir); a file
 # name has at most 255 bytes, which a dozen overrides exceed. Names that fit (with room
 # for the job number) are kept as they are, so sweeps made before still resume.
 JOB_DIRNAME_LIMIT = 245
-OmegaConf.register_new_resolver(
-    "initlab.dirname", lambda text: shorten(str(text), JOB_DIRNAME_LIMIT), replace=True)
+OmegaConf.register_new_resolver("initlab.dirname", job_dirname, replace=True)
 
 
 def run_name(choices: dict[str, str], seed: int, overrides: list[str] | None = None) -> str:
@@ -189,6 +204,15 @@ def validate(cfg: DictConfig) -> None:
     max_loss = cfg.get("max_loss")
     _check(max_loss is None or (_is_number(max_loss) and max_loss > 0), "max_loss",
            max_loss, "a number > 0 or null (only NaN/inf count as divergence)")
+    loggers = cfg.get("logger") or {}
+    entries = ({"": loggers} if "_target_" in loggers else
+               {f"{k}.": v for k, v in loggers.items() if isinstance(v, DictConfig)})
+    for prefix, entry in entries.items():
+        logger_name = entry.get("name")
+        _check(logger_name in (None, "") or (isinstance(logger_name, str)
+                                             and folder_name(logger_name) == logger_name),
+               f"logger.{prefix}name", logger_name, "one folder name inside the run folder: "
+               "letters, digits and = , . _ + - (not a path, not . or ..)")
     target = cfg.get("target_metric")
     _check(target is None or _is_number(target), "target_metric", target,
            "a number (val accuracy to reach) or null")

@@ -18,9 +18,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from initlab.config import (
     AXES,
     check_accelerator,
+    folder_name,
     run_name,
     study_config,
-    validate,
 )
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
 
@@ -40,7 +40,7 @@ def quiet_libraries() -> None:
     # tiny data sets have fewer batches per epoch than the logging interval: expected
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
-STATUSES = ("completed", "diverged", "failed")
+STATUSES = ("completed", "diverged", "failed", "interrupted")
 
 
 def _root_error(exc: BaseException) -> BaseException:
@@ -105,7 +105,7 @@ def new_summary(cfg: DictConfig, choices: dict[str, str] | None,
     choices = _choices(cfg, choices)
     return {
         "status": "running",
-        "run_name": cfg.get("run_name") or run_name(choices, cfg.seed, overrides),
+        "run_name": folder_name(cfg.get("run_name") or run_name(choices, cfg.seed, overrides)),
         **{axis: choices.get(axis) for axis in AXES if axis != "seed"},
         "seed": cfg.seed,
         "overrides": list(overrides or []),
@@ -251,9 +251,11 @@ def run(
     )
     from initlab.compat import patch_ddp_for_hydra
     from initlab.distributed import check_launcher, is_rank_zero, restored_ddp_env
+    from initlab.jobcheck import check_job
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule, build_model
-    from initlab.resume import CHECKPOINT_DIR, last_checkpoint
+    from initlab.resume import CHECKPOINT_DIR, ConfigStamp, check_checkpoint
+    from initlab.runguard import interruption, record_interruption
 
     quiet_libraries()
     t0 = time.perf_counter()
@@ -266,8 +268,9 @@ def run(
     probe_cb: InitProbe | None = None
     loggers: list[Any] = []
     task = "classification"
+    interrupted = None
     try:
-        validate(cfg)
+        check_job(cfg)
         check_accelerator(cfg.trainer)
         check_launcher(cfg.trainer)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -319,7 +322,8 @@ def run(
                 dirpath=out / CHECKPOINT_DIR, filename="last", monitor=None, save_top_k=1,
                 save_last=False, every_n_epochs=1, save_on_train_epoch_end=True,
                 enable_version_counter=False))
-            ckpt_path = last_checkpoint(out)
+            callbacks.append(ConfigStamp(cfg))  # whose checkpoint it is (resume.py)
+            ckpt_path = check_checkpoint(cfg, out)
             if ckpt_path is not None:
                 log.info("resuming %s from %s", name, ckpt_path)
                 summary["resumed_from"] = str(ckpt_path)
@@ -343,6 +347,12 @@ def run(
     except Exception as exc:  # noqa: BLE001 - a failing job is recorded, never fatal
         root = record_failure(summary, exc)
         log.error("run %s failed: %s: %s", name, type(root).__name__, root)
+    except BaseException as exc:  # SIGTERM: record the run as interrupted, then stop
+        interrupted = interruption(exc)
+        if interrupted is None:
+            raise
+        record_interruption(summary, interrupted)
+        log.warning("run %s interrupted: %s", name, interrupted)
     record_history(summary, history.rows, cfg, task, probe_cb)
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
@@ -351,6 +361,8 @@ def run(
     write_json(out / SUMMARY_FILE, summary)
     for logger in loggers:
         _log_hparams(logger, summary)
+    if interrupted is not None:
+        raise interrupted
     return summary
 
 

@@ -20,7 +20,7 @@ def test_unsupported_models_are_refused_by_name(compose_cfg, model: str) -> None
 
 @pytest.mark.parametrize("override,key", [
     ("+trainer.max_steps=5", "trainer.max_steps"),
-    ("checkpoint=true", "trainer.checkpoint"),
+    ("checkpoint=true", "checkpoint"),
     ("trainer.precision=16-mixed", "trainer.precision"),
     ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches"),
     ("optimizer._target_=torch.optim.LBFGS", "optimizer"),

@@ -34,6 +34,12 @@ def count_jobs(config: DictConfig) -> int | None:
         return None
 
 
+def _one_line(kind: Any, message: str, limit: int = 300) -> str:
+    text = " ".join(str(message).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{kind}: {text}" if kind else text
+
+
 def _fmt(label: str, value: Any) -> str:
     return f", {label} {value:.4f}" if isinstance(value, (int, float)) else ""
 
@@ -47,10 +53,12 @@ class AggregateSweep(Callback):
         self.heatmap_axes = list(heatmap_axes) if heatmap_axes else None
         self.total: int | None = None
         self.done = 0
+        self.refused = 0  # jobs that stopped before writing a summary (e.g. foreign folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.total = count_jobs(config)
         self.done = 0
+        self.refused = 0
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode is None or str(config.hydra.mode) != "RunMode.MULTIRUN":
@@ -66,18 +74,34 @@ class AggregateSweep(Callback):
         if isinstance(value, dict):
             s = value
             status = s.get("status", "?")
-            if s.get("skipped"):
+            if s.get("skip_reason"):
+                status = f"skipped: {s['skip_reason']}"
+            elif s.get("skipped"):
                 status = f"{status} (already finished, skipped)"
+            elif status == "interrupted":
+                status = "interrupted (SIGTERM; a rerun of the command continues it)"
+            elif status == "failed" and s.get("error"):
+                status = f"{status}: {_one_line(s.get('error_type'), s['error'])}"
+            self.refused += bool(s.get("refused"))
             if s.get("task") == "regression":
                 best_s = _fmt("best val loss", s.get("best_val_loss"))
             else:
                 best_s = _fmt("best val acc", s.get("best_val_acc"))
-        else:
-            status, best_s = "failed", ""
+        else:  # the job raised before it could record anything
+            try:
+                _ = job_return.return_value
+                reason = repr(value)
+            except Exception as exc:  # noqa: BLE001 - the job's own error, to show
+                reason = _one_line(type(exc).__name__, str(exc))
+            status, best_s = f"failed: {reason}", ""
+            self.refused += 1
         total = self.total if self.total else "?"
         overrides = " ".join(job_return.overrides or []) or "(defaults)"
         print(f"[job {config.hydra.job.num + 1}/{total}] {overrides}: {status}{best_s}",
               flush=True)
+        from initlab.runguard import raise_if_interrupted
+
+        raise_if_interrupted()  # SIGTERM: no further job starts; the sweep aggregates
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         import pandas as pd
@@ -98,7 +122,16 @@ class AggregateSweep(Callback):
             print(f"plots:   {written['plots']}/")
         print(f"report:  {written.get('report', sweep / 'report.md')}")
         print(f"browse:  tensorboard --logdir {sweep}")  # where the runs are, whatever the dir
+        from initlab.runguard import received
+
+        signum = received()
+        if signum is not None:
+            print(f"sweep interrupted by signal {signum} (SIGTERM): the aggregates cover "
+                  "what finished; run the same command again to finish it", flush=True)
+            raise SystemExit(128 + signum)
         failed = int((results["status"] == "failed").sum()) if len(results) else 0
+        failed += self.refused
         if failed:
             # after aggregation, so the finished results are written whatever happens
-            raise SystemExit(f"{failed} run(s) failed: see the error column of results.csv")
+            raise SystemExit(f"{failed} run(s) failed: see the [job] lines above and the "
+                             "error column of results.csv")

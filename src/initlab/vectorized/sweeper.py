@@ -44,7 +44,8 @@ class RefusedSweep(CompactHydraException):
     """A sweep the vectorized sweeper cannot run (Hydra prints the message alone)."""
 
 
-def expand(overrides: Sequence[Override]) -> list[list[str]]:
+def expand(overrides: Sequence[Override], sweeper: str = "hydra/sweeper=vectorized"
+           ) -> list[list[str]]:
     """The runs of a command line, as Hydra's basic sweeper expands it: the cartesian
     product of every swept key's values (``a=1,2``, ``range(...)``, ``choice(...)``), in
     command-line key order, later keys varying fastest."""
@@ -54,7 +55,7 @@ def expand(overrides: Sequence[Override]) -> list[list[str]]:
         if ov.is_sweep_override():
             if not ov.is_discrete_sweep():
                 raise HydraException(
-                    f"hydra/sweeper=vectorized cannot expand {ov.input_line!r}: only lists, "
+                    f"{sweeper} cannot expand {ov.input_line!r}: only lists, "
                     f"range() and choice() sweeps")
             per_key[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
         else:
@@ -115,6 +116,8 @@ class VectorizedSweeper(Sweeper):
         return [job.overrides(i) for i, job in enumerate(self.jobs)]
 
     def sweep(self, arguments: list[str]) -> Any:
+        from initlab.runguard import Interrupted
+
         assert self.config is not None and self.launcher is not None
         jobs = self.job_lists(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -126,7 +129,10 @@ class VectorizedSweeper(Sweeper):
         for start in range(0, len(jobs), size):
             batch = jobs[start : start + size]
             self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=start)
+            try:
+                results = self.launcher.launch(batch, initial_job_idx=start)
+            except Interrupted:  # SIGTERM: launch nothing more; the callback aggregates
+                break
             for r in results:
                 _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
             returns.append(results)

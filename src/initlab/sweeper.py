@@ -1,0 +1,137 @@
+"""initlab's default sweeper (``hydra/sweeper=checked``): Hydra's basic sweep, with every
+job checked before the first one trains, and a sweep that stops cleanly on SIGTERM.
+
+Jobs are expanded exactly as the basic sweeper does (``hydra.sweeper.params`` first,
+then the command line; cartesian product, later keys varying fastest; the same job
+numbers, so sweeps made before keep their folders). Before any launch, each job's config
+is composed with Hydra's config loader and checked (``jobcheck.check_job``: values,
+optimizer arguments) together with its run folder (``resume.check_run_folder``: another
+config's finished run, a foreign or unreadable checkpoint). If any job is bad the sweep
+stops, naming each bad job's overrides and the reason, and nothing trains.
+
+SIGTERM during a job (``runguard.Interrupted``) ends the launching; the sweep returns
+normally so that Hydra's end-of-sweep callbacks aggregate what finished, and
+``AggregateSweep`` then exits with status 143.
+
+Like the vectorized sweeper, it derives from Hydra's plugin interface rather than from
+``BasicSweeper`` (Hydra's plugin scan re-executes its core plugin modules); the class
+Hydra instantiates is the thin subclass in ``hydra_plugins.initlab_checked``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+class RefusedJobs(CompactHydraException):
+    """Jobs whose config or run folder is bad (Hydra prints the message alone, exit 1)."""
+
+
+def job_folder(sweep_dir: str | Path, job_cfg: DictConfig, num: int) -> Path:
+    """The run folder Hydra's launcher gives job ``num`` (``hydra.sweep.subdir``)."""
+    with open_dict(job_cfg):
+        job_cfg.hydra.job.num = num
+        job_cfg.hydra.job.id = num
+    return Path(sweep_dir) / str(OmegaConf.select(job_cfg, "hydra.sweep.subdir"))
+
+
+def check_job_config(job_cfg: DictConfig, folder: Path | None) -> None:
+    """Raise what would stop this job: its values, then its run folder."""
+    from initlab.jobcheck import check_job
+    from initlab.resume import check_run_folder
+
+    check_job(job_cfg)
+    if folder is not None:
+        check_run_folder(job_cfg, folder)
+
+
+class CheckedSweeper(Sweeper):
+    """``max_batch_size``: jobs per launcher call (null: all); ``params``: sweep params
+    from the config (an experiment's ``hydra.sweeper.params``), as in the basic sweeper."""
+
+    def __init__(self, max_batch_size: int | None = None,
+                 params: dict[str, str] | None = None) -> None:
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def job_lists(self, arguments: Sequence[str]) -> list[list[str]]:
+        """Every job's overrides, in the basic sweeper's order."""
+        from initlab.vectorized.sweeper import expand
+
+        assert self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+        return expand(parser.parse_overrides(lines), sweeper="the basic sweeper")
+
+    def check_all(self, jobs: Sequence[Sequence[str]]) -> None:
+        """Compose and check every job; raise ``RefusedJobs`` listing all bad ones."""
+        assert self.hydra_context is not None and self.config is not None
+        from initlab.jobcheck import describe_error
+
+        loader = self.hydra_context.config_loader
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        bad: list[str] = []
+        # a bad job is named by what sets it apart (the overrides all jobs share are not)
+        common = set.intersection(*(set(j) for j in jobs)) if len(jobs) > 1 else set()
+        for num, job in enumerate(jobs):
+            try:
+                job_cfg = loader.load_sweep_config(self.config, list(job))
+                folder = job_folder(sweep_dir, job_cfg, num)
+                check_job_config(job_cfg, folder if folder.exists() else None)
+            except Exception as exc:  # noqa: BLE001 - every bad job is reported
+                own = " ".join(o for o in job if o not in common)
+                bad.append(f"  job {num + 1} ({own or 'defaults'}): "
+                           f"{describe_error(exc)}")
+        if bad:
+            raise RefusedJobs(
+                f"{len(bad)} of {len(jobs)} job(s) refused before any training; fix them "
+                "and run the command again:\n" + "\n".join(bad))
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from initlab.runguard import Interrupted
+
+        assert self.config is not None and self.launcher is not None
+        jobs = self.job_lists(arguments)
+        self.check_all(jobs)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else None
+        size = size or max(len(jobs), 1)
+        returns: list[Sequence[JobReturn]] = []
+        for start in range(0, len(jobs), size):
+            try:
+                results = self.launcher.launch(jobs[start : start + size],
+                                               initial_job_idx=start)
+            except Interrupted:
+                log.info("sweep interrupted: no further jobs are launched")
+                break
+            for r in results:
+                _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
+            returns.append(results)
+        return returns
