@@ -18,7 +18,8 @@ from initlab.vectorized.sweeper import expand
     (["+optimizer.nesterov=true", "optimizer.momentum=0"],
      r"optimizer\.momentum=0, optimizer\.nesterov=True: .*Nesterov"),
     (["optimizer.lr=abc"], r"optimizer\.lr='abc' is not allowed: a number > 0"),
-    (["logger.tensorboard.name=../x"], r"logger\.tensorboard\.name='\.\./x' is not allowed: one folder name"),
+    (["logger.tensorboard.name=../x"],
+     r"logger\.tensorboard\.name=.\.\./x. is not allowed: one folder name"),
 ])
 def test_bad_values_name_their_key(compose_cfg, overrides: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -230,6 +230,34 @@ def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any], loggers: list
                        _convert_="all")
 
 
+def make_module(cfg: DictConfig, dm: Any, model: Any, act_cfg: dict[str, Any],
+                config: dict[str, Any]) -> Any:
+    """The run's ``InitStudyModule`` around ``model`` (its hyperparameters: the plain
+    configs that rebuild it, and the run's flat ``config``)."""
+    from hydra.utils import instantiate
+
+    from initlab.models.activations import activation_factory
+    from initlab.module import InitStudyModule
+
+    sched_cfg = cfg.get("lr_scheduler")
+    return InitStudyModule(
+        model,
+        initializer=instantiate(cfg.init),
+        optimizer=instantiate(cfg.optimizer),
+        task=dm.task,
+        num_outputs=dm.num_outputs,
+        activation=activation_factory(**act_cfg)(),
+        seed=cfg.seed,
+        model_config=OmegaConf.to_container(cfg.model, resolve=True),
+        optimizer_config=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        lr_scheduler_config=(OmegaConf.to_container(sched_cfg, resolve=True)
+                             if sched_cfg else None),
+        input_shape=list(dm.input_shape),
+        activation_config=act_cfg,
+        config=config,
+    )
+
+
 def run(
     cfg: DictConfig,
     output_dir: str | Path,
@@ -253,7 +281,7 @@ def run(
     from initlab.distributed import check_launcher, is_rank_zero, restored_ddp_env
     from initlab.jobcheck import check_job
     from initlab.models.activations import activation_factory
-    from initlab.module import InitStudyModule, build_model
+    from initlab.module import build_model
     from initlab.resume import CHECKPOINT_DIR, ConfigStamp, check_checkpoint
     from initlab.runguard import interruption, record_interruption
 
@@ -283,23 +311,7 @@ def run(
         make_act = activation_factory(**act_cfg)
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         model = build_model(model_cfg, tuple(dm.input_shape), dm.num_outputs, make_act)
-        sched_cfg = cfg.get("lr_scheduler")
-        module = InitStudyModule(
-            model,
-            initializer=instantiate(cfg.init),
-            optimizer=instantiate(cfg.optimizer),
-            task=dm.task,
-            num_outputs=dm.num_outputs,
-            activation=make_act(),
-            seed=cfg.seed,
-            model_config=model_cfg,
-            optimizer_config=OmegaConf.to_container(cfg.optimizer, resolve=True),
-            lr_scheduler_config=(OmegaConf.to_container(sched_cfg, resolve=True)
-                                 if sched_cfg else None),
-            input_shape=list(dm.input_shape),
-            activation_config=act_cfg,
-            config=summary["config"],
-        )
+        module = make_module(cfg, dm, model, act_cfg, summary["config"])
         record_setup(summary, dm.task, dm.describe(), model)
 
         callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,

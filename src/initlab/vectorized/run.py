@@ -139,6 +139,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     from initlab.pipeline import (
         _log_hparams,
         make_loggers,
+        make_module,
         new_summary,
         quiet_libraries,
         record_divergence,
@@ -224,6 +225,9 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 made = make_loggers(m.cfg, Path(m.output_dir), s["run_name"])
                 if made:
                     loggers[i] = LoggerGroup(made)
+                    # what Lightning logs at fit start: the module's hyperparameters
+                    loggers[i].log_hyperparams(make_module(
+                        m.cfg, dm, model, act_cfg, s["config"]).hparams_initial)
                 if diag.get("probe", False):
                     probes[i] = _probe(model, dm, m.seed, diag, act_name, loggers[i])
                 models.append(model)
