@@ -248,10 +248,10 @@ def test_an_override_with_dot_dot_keeps_its_run_inside_the_sweep(run_train,
     sweep = tmp_path / "deep" / "sweep"
     proc = run_train(["-m", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1", "logger=none",
                       "diagnostics=off", "model.depth=2", "model.width=32",
-                      "hydra.callbacks.aggregate.plots=false", "+x=../../../y"])
+                      "hydra.callbacks.aggregate.plots=false", "+paths.tag=../../../y"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["sweep"]
     results = pd.read_csv(sweep / "results.csv")
     assert list(results["status"]) == ["completed"]
-    assert results["run"][0].startswith("0_+x=..%2F..%2F..%2Fy,")
+    assert results["run"][0].startswith("0_+paths.tag=..%2F..%2F..%2Fy,")

@@ -53,7 +53,7 @@ def test_ddp_divergence_is_decided_on_the_runs_loss_by_every_rank(run_train,
     # step 0's shard losses are about 2.717 (rank 0) and 2.785 (rank 1), their mean 2.751:
     # with max_loss 2.75 only rank 1 used to stop, and rank 0 died in a collective
     run_dir = tmp_path / "run"
-    proc = run_train([f"hydra.run.dir={run_dir}", *TINY, *DDP, "trainer.steps_per_call=1",
+    proc = run_train([f"hydra.run.dir={run_dir}", *TINY, *DDP,
                       "optimizer.lr=0.6", "max_loss=2.75"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "diverged", (summary.get("error"), proc.stderr[-2000:])

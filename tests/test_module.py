@@ -150,7 +150,7 @@ def test_trainer_callbacks_and_several_loggers(compose_cfg, tmp_path: Path, tb_e
 
 @pytest.mark.parametrize(("override", "key"), [
     ("+unknown=1", "unknown is not a known top-level key"),
-    ("+checkpoint=true", "use the top-level key checkpoint=true"),
+    ("+trainer.checkpoint=true", "use the top-level key checkpoint=true"),
     ("+trainer.nonsense=3", "trainer.nonsense is not a pytorch_lightning.Trainer argument"),
     ("+callbacks.bad=3", "callbacks.bad=3 is not allowed"),
 ])

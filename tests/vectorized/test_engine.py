@@ -234,9 +234,9 @@ def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tb_
         assert [s for s, _ in got[tag]] == [s for s, _ in points], tag
         np.testing.assert_allclose([v for _, v in got[tag]], [v for _, v in points],
                                    rtol=RTOL, atol=1e-6, err_msg=tag)
-    # hparams.yaml: the run's axes and config, the same in both
+    # hparams.yaml: the module's hyperparameters (the run's config among them), the same
     hp = [(tmp_path / d / "tb" / vec["run_name"] / "hparams.yaml").read_text() for d in "ov"]
-    assert hp[0] == hp[1] and f"init: {vec['init']}" in hp[0].splitlines()
+    assert hp[0] == hp[1] and f"  init.scheme: {vec['init']}" in hp[0].splitlines()
     want_h, got_h = (tb_events(tmp_path / d, "histograms") for d in ("o", "v"))
     assert set(got_h) == set(want_h)
     assert bool(want_h) == ("diagnostics=full" in extra)

@@ -225,9 +225,11 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 made = make_loggers(m.cfg, Path(m.output_dir), s["run_name"])
                 if made:
                     loggers[i] = LoggerGroup(made)
-                    # what Lightning logs at fit start: the module's hyperparameters
+                    # what Lightning does at fit start: log the module's hyperparameters
+                    # and save (TensorBoard's hparams.yaml is written once, then)
                     loggers[i].log_hyperparams(make_module(
                         m.cfg, dm, model, act_cfg, s["config"]).hparams_initial)
+                    loggers[i].save()
                 if diag.get("probe", False):
                     probes[i] = _probe(model, dm, m.seed, diag, act_name, loggers[i])
                 models.append(model)
@@ -316,6 +318,10 @@ class LoggerGroup:
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         for logger in self.loggers:
             logger.log_hyperparams(params, *args, **kwargs)
+
+    def save(self) -> None:
+        for logger in self.loggers:
+            logger.save()
 
     def finalize(self, status: str) -> None:
         for logger in self.loggers:
