@@ -4,6 +4,10 @@
 
 DIR is a sweep folder (outputs/multirun/<time>/): its run folders are the sub-folders
 holding .hydra/ or summary.json.  Broken or unfinished runs are listed as incomplete.
+
+Exit status: 0 written; 2 bad arguments (DIR missing, not a folder, not a sweep folder,
+an unknown heatmap axis); 3 an output could not be written into DIR (read-only folder,
+full disk): one line names the folder and the file.
 """
 
 from __future__ import annotations
@@ -16,9 +20,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
+EXIT_NOT_WRITTEN = 3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Rebuild results.csv, summary.csv, plots/ and report.md of a sweep folder.")
+        description="Rebuild results.csv, summary.csv, plots/ and report.md of a sweep folder.",
+        epilog=f"Exit status: 0 written; 2 bad arguments (DIR missing, not a folder, not a "
+               f"sweep folder, an unknown heatmap axis); {EXIT_NOT_WRITTEN} an output could "
+               "not be written into DIR (e.g. a read-only folder): one line names the folder "
+               "and the file.")
     parser.add_argument("sweep_dir", type=Path, metavar="DIR",
                         help="sweep folder (e.g. outputs/multirun/<time>)")
     parser.add_argument("--no-plots", action="store_true",
@@ -38,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                      "e.g. outputs/multirun/<time>)")
     import pandas as pd  # after the cheap checks: a typo fails fast
 
-    from initlab.results.aggregate import aggregate, run_dirs, status_line
+    from initlab.results.aggregate import SweepWriteError, aggregate, run_dirs, status_line
 
     if not run_dirs(sweep):
         if (sweep / "summary.json").exists() or (sweep / ".hydra").is_dir():
@@ -48,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                      "sub-folder with .hydra/ or summary.json)")
     try:
         written = aggregate(sweep, plots=not args.no_plots, axes=args.heatmap_axes)
+    except SweepWriteError as exc:
+        print(f"{parser.prog}: error: {exc.strerror}", file=sys.stderr)
+        return EXIT_NOT_WRITTEN
     except ValueError as exc:
         parser.error(str(exc))
     print(status_line(pd.read_csv(written["results"], usecols=["status"])))

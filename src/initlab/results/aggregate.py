@@ -1,10 +1,12 @@
 """Sweep folder -> results.csv (one row per run), summary.csv (over seeds), plots/, report.md.
 
 A *run folder* is any folder under the sweep folder that holds ``.hydra/`` or
-``summary.json`` (its sub-folders are not searched further), or an empty direct
-sub-folder (a job killed before Hydra wrote anything).  Hidden folders and ``plots/``
-are never run folders.  A run folder without a readable, finished ``summary.json`` is
-listed as ``incomplete`` with a warning; aggregation never raises because of one.
+``summary.json`` (its sub-folders are not searched further).  Other folders (an empty
+stray folder, notes), hidden folders and ``plots/`` are never run folders.  A run folder
+without a readable, finished ``summary.json`` is listed as ``incomplete`` with a
+warning; aggregation never raises because of one.  A finished run whose summary names a
+``history.csv`` that is missing or unreadable keeps its status and gets a ``warning``
+(its learning curves are left out of the plots).
 
 Rules (also in docs/results.md):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +66,7 @@ METRICS = [
 ]
 RUN_FACTS = ["diverged_step", "diverged_epoch", "steps", "fit_time_s", "ms_per_step",
              "wall_time_s", "n_params"]
-ERROR_COLUMNS = ["error_type", "error"]
+ERROR_COLUMNS = ["error_type", "error", "warning"]
 # Init diagnostics: top-level scalars with these prefixes, plus these exact keys.
 DIAG_PREFIXES = ("init_", "meanfield_")
 DIAG_KEYS = ("measured_chi1", "mean_sq_singular_value", "max_singular_value",
@@ -87,6 +90,22 @@ class NotASweepError(ValueError):
     """The folder does not exist or holds no run folder."""
 
 
+class SweepWriteError(OSError):
+    """An output of the aggregation could not be written (a read-only sweep folder, a
+    full disk, a file where the ``plots`` folder should be); the message names the
+    folder and the file."""
+
+
+def _writing(sweep: Path, what: str, write: Any) -> Any:
+    """``write()``, with an OSError turned into a one-line ``SweepWriteError``."""
+    try:
+        return write()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise SweepWriteError(exc.errno, f"cannot write {what} into the sweep folder "
+                                         f"{sweep}: {reason}") from exc
+
+
 # --------------------------------------------------------------------------- scanning
 
 
@@ -105,17 +124,9 @@ def run_dirs(sweep_dir: str | Path) -> list[Path]:
             found.append(here)
             dirnames[:] = []  # a run's own sub-folders (TensorBoard, .hydra) are not runs
             continue
-        if here == root:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != PLOTS_DIR]
-            for d in dirnames:
-                try:
-                    empty = not any(os.scandir(root / d))
-                except OSError:
-                    empty = False
-                if empty:
-                    found.append(root / d)
-        else:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        # an empty folder is not a run: Hydra writes .hydra/ before the job starts
+        dirnames[:] = [d for d in dirnames
+                       if not d.startswith(".") and not (here == root and d == PLOTS_DIR)]
     return sorted(found, key=lambda p: (len(p.parts), _job_num(p), str(p)))
 
 
@@ -143,11 +154,15 @@ def _config_from_hydra(run_dir: Path) -> dict[str, Any]:
 
         from initlab.config import study_config
 
-        cfg = OmegaConf.load(hydra_dir / "config.yaml")
+        saved: list[str] = []
+        cfg = OmegaConf.create(_resolvers_as_text(
+            OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"), resolve=False),
+            saved))
         try:
             flat = study_config(cfg)
-        except Exception:  # noqa: BLE001 - an interpolation that needs Hydra's runtime
+        except Exception:  # noqa: BLE001 - e.g. an interpolation to a missing key
             flat = _flat_unresolved(cfg)
+        flat = {k: _saved_text(v, saved) for k, v in flat.items()}
         if "seed" in flat:
             row["seed"] = flat["seed"]
         for key, value in flat.items():
@@ -159,6 +174,38 @@ def _config_from_hydra(run_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         log.debug("no config in %s/config.yaml: %s", hydra_dir, exc)
     return row
+
+
+_RESOLVER_CALL = re.compile(r"\$\{\s*[\w.-]+\s*:")
+_SAVED = "\x00saved{}\x00"  # stands for a saved text while the rest is resolved
+
+
+def _resolvers_as_text(node: Any, saved: list[str]) -> Any:
+    """A saved config with every value that calls a resolver (``${oc.env:X}``,
+    ``${now:...}``, ``${hydra:...}``) replaced by a placeholder for its saved text (in
+    ``saved``): resolving it here would show the reader's environment, not the run's.
+    Plain references (``${model.width}``) stay: the saved config decides them."""
+    if isinstance(node, dict):
+        return {k: _resolvers_as_text(v, saved) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolvers_as_text(v, saved) for v in node]
+    if isinstance(node, str) and _RESOLVER_CALL.search(node):
+        saved.append(node)
+        return _SAVED.format(len(saved) - 1)
+    return node
+
+
+def _saved_text(value: Any, saved: list[str]) -> Any:
+    """``value`` with the placeholders of ``_resolvers_as_text`` put back."""
+    if isinstance(value, str) and "\x00" in value:
+        for i, text in enumerate(saved):
+            value = value.replace(_SAVED.format(i), text)
+    return value
+
+
+def unresolved(value: Any) -> bool:
+    """A config cell that holds a saved interpolation's text (its value is unknown)."""
+    return isinstance(value, str) and "${" in value
 
 
 def _flat_unresolved(cfg: Any) -> dict[str, Any]:
@@ -221,10 +268,32 @@ def load_run(run_dir: Path, sweep_dir: Path
         row["status"] = "incomplete"
         row.setdefault("error_type", "Unfinished")
         row.setdefault("error", f"summary status {status!r}: the run did not finish")
+    problem = _history_problem(run_dir, s)
+    if problem:
+        log.warning("run folder %s: %s", run_dir, problem)
+        row["warning"] = problem
     diag = s.get("init_diagnostics")
     records = [r for r in diag if isinstance(r, dict)] if isinstance(diag, list) else []
     hists = s.get("init_act_histograms")
     return row, records, hists if isinstance(hists, list) else []
+
+
+def _history_problem(run_dir: Path, summary: dict[str, Any]) -> str | None:
+    """Why the history file a finished summary names cannot be read (None when it can)."""
+    name = summary.get("history")
+    if not isinstance(name, str) or not name:
+        return None
+    path = run_dir / name
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline()
+    except FileNotFoundError:
+        return f"{name} is missing (summary.json names it): no learning curves for this run"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{name} is unreadable ({type(exc).__name__}: {exc}): no learning curves"
+    if "epoch" not in header.split(","):
+        return f"{name} has no header row (empty or damaged): no learning curves"
+    return None
 
 
 def is_diag_column(col: str) -> bool:
@@ -390,7 +459,9 @@ def varying_config_keys(results: pd.DataFrame) -> list[str]:
     keys = []
     for col in results.columns:
         if col.startswith("cfg.") and col not in MIRROR_KEYS:
-            if known[col].dropna().astype(str).nunique() > 1:
+            values = known[col].dropna()
+            values = values[~values.map(unresolved)]  # a saved ${...} text: value unknown
+            if values.astype(str).nunique() > 1:
                 keys.append(col)
     return keys
 
@@ -592,7 +663,9 @@ def aggregate(
 ) -> dict[str, Path]:
     """Write results.csv, summary.csv, plots/ (``plots=True``) and report.md into
     ``sweep_dir``; every file is replaced atomically.  ``axes=(row, col)``: the heatmap's
-    axes (default init x activation, see :func:`default_heatmap_axes`).
+    axes (default init x activation, see :func:`default_heatmap_axes`).  Raises
+    SweepWriteError (one line, naming the folder and the file) when an output cannot be
+    written.
 
     Returns the written paths: ``results``, ``summary``, ``report`` and ``plots`` (the
     folder) when plots were made.  Raises NotASweepError if ``sweep_dir`` is not a folder,
@@ -615,14 +688,17 @@ def aggregate(
             heat_axes = default_heatmap_axes(results)
     summary = summarize(results, keys)
     written: dict[str, Path] = {
-        "results": write_csv(sweep / RESULTS_FILE, everything),
-        "summary": write_csv(sweep / SEED_SUMMARY_FILE, summary),
+        "results": _writing(sweep, RESULTS_FILE,
+                            lambda: write_csv(sweep / RESULTS_FILE, everything)),
+        "summary": _writing(sweep, SEED_SUMMARY_FILE,
+                            lambda: write_csv(sweep / SEED_SUMMARY_FILE, summary)),
     }
     figures: dict[str, Path] = {}
     if plots and not results.empty:
         from initlab.results.plots import plot_all
 
         written["plots"] = sweep / PLOTS_DIR
+        _writing(sweep, f"{PLOTS_DIR}/", lambda: written["plots"].mkdir(exist_ok=True))
         try:
             figures = plot_all(sweep, results, keys=keys, axes=heat_axes,
                                diagnostics=_counted_diagnostics(found.diagnostics, results),
@@ -634,7 +710,8 @@ def aggregate(
 
     text = build_report(sweep, results, summary, keys=keys, plots=figures,
                         duplicates=everything[~everything.index.isin(results.index)])
-    written["report"] = atomic_write_text(sweep / REPORT_FILE, text)
+    written["report"] = _writing(sweep, REPORT_FILE,
+                                 lambda: atomic_write_text(sweep / REPORT_FILE, text))
     return written
 
 

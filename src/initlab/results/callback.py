@@ -82,14 +82,18 @@ class AggregateSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         import pandas as pd
 
-        from initlab.results.aggregate import aggregate, status_line
+        from initlab.results.aggregate import SweepWriteError, aggregate, status_line
 
         sweep = Path(config.hydra.sweep.dir)
         try:
-            written = aggregate(sweep, plots=self.plots, axes=self.heatmap_axes)
-        except ValueError as exc:  # an unknown heatmap axis: keep the default ones
-            log.warning("%s; using the default heatmap axes", exc)
-            written = aggregate(sweep, plots=self.plots)
+            try:
+                written = aggregate(sweep, plots=self.plots, axes=self.heatmap_axes)
+            except ValueError as exc:  # an unknown heatmap axis: keep the default ones
+                log.warning("%s; using the default heatmap axes", exc)
+                written = aggregate(sweep, plots=self.plots)
+        except SweepWriteError as exc:  # the runs are done; say so in one line
+            raise SystemExit(f"{exc.strerror}; the runs are in {sweep}: aggregate them "
+                             "elsewhere with python scripts/aggregate.py") from None
         results = pd.read_csv(written["results"])
         print(status_line(results))
         print(f"results: {written['results']}")

@@ -303,6 +303,15 @@ def _problems_section(results: pd.DataFrame, keys: SweepKeys) -> str:
                          step, reason])
         out.append(table(["run", "status", "config", "seed", "diverged at", "reason"],
                          rows[:MAX_LISTED_RUNS]) + _more(len(rows)))
+    if "warning" in results:
+        warned = results[results["warning"].notna() & results["status"].ne("incomplete")]
+        if not warned.empty:
+            out.append("### Runs with warnings\n\nFinished runs whose files are not all "
+                       "there (their numbers come from summary.json):")
+            rows = [[f"`{r['run']}`", r["status"], _label(r, label_keys), cell(r.get("seed")),
+                     _short(r["warning"])] for _, r in warned.iterrows()]
+            out.append(table(["run", "status", "config", "seed", "warning"],
+                             rows[:MAX_LISTED_RUNS]) + _more(len(rows)))
     inc = results[results["status"].eq("incomplete")]
     if not inc.empty:
         out.append("### Incomplete runs\n\nRun folders without a finished summary.json "
