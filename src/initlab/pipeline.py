@@ -200,6 +200,7 @@ def run(
     # sweep jobs run without a progress bar: a line now and then shows long ones moving
     history = HistoryRecorder(None if progress_bar else PROGRESS_EVERY_S, name)
     probe_cb: InitProbe | None = None
+    diag_cb: Any = None  # training diagnostics: end-of-training scalars for the summary
     logger = None
     task = "classification"
     try:
@@ -244,7 +245,8 @@ def run(
             probe_cb = InitProbe.from_config(diag, act_cfg.get("name"))
             callbacks.append(probe_cb)
         if diag.get("callback"):
-            callbacks.append(instantiate(diag.callback))
+            diag_cb = instantiate(diag.callback)
+            callbacks.append(diag_cb)
         ckpt_path = None
         if cfg.trainer.get("checkpoint", False):
             from pytorch_lightning.callbacks import ModelCheckpoint
@@ -290,6 +292,7 @@ def run(
         root = record_failure(summary, exc)
         log.error("run %s failed: %s: %s", name, type(root).__name__, root)
     record_history(summary, history.rows, cfg, task, probe_cb)
+    summary.update(getattr(diag_cb, "summary", None) or {})
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
         return summary
