@@ -76,6 +76,8 @@ SUMMARY_METRICS = [
     "best_val_acc", "final_val_acc", "test_acc", "final_train_acc",
     "best_val_loss", "final_val_loss", "test_loss", "best_train_loss", "final_train_loss",
     "epochs_to_target", "best_epoch", "wall_time_s",
+    # dead units after training (TrainingDiagnostics), against init_dead_frac_* at init
+    "final_dead_frac_max", "final_dead_frac_mean",
 ]
 # Summary keys that are not results columns (nested or bulky).
 SKIPPED_KEYS = frozenset({"config", "init_diagnostics", "traceback", "history", "data",
@@ -627,7 +629,97 @@ def summarize(results: pd.DataFrame, keys: SweepKeys | None = None) -> pd.DataFr
     if out["task"].isna().any():
         fallback = task_of(frame)
         out["task"] = out["task"].fillna(fallback)
-    return _rank(out, keys)
+    return best_tuned(_rank(out, keys), keys)
+
+
+# --------------------------------------------------------------------------- best lr
+
+TUNED_PREFIX = "cfg.optimizer."  # swept keys read as hyper-parameters to tune per init
+
+
+def tuned_keys(keys: SweepKeys) -> list[str]:
+    """Swept optimizer keys (``cfg.optimizer.lr``, ...): each init is read at its own best
+    setting of them, since one fixed lr favours whichever init it happens to suit."""
+    return [k for k in keys.context if k.startswith(TUNED_PREFIX) and k in keys.swept]
+
+
+def best_column(key: str) -> str:
+    """``cfg.optimizer.lr`` -> ``best_optimizer.lr``."""
+    return f"best_{display_name(key)}"
+
+
+def _score(summary: pd.DataFrame) -> pd.Series:
+    """The ranking metric's mean, signed so that higher is better."""
+    score = pd.Series(np.nan, index=summary.index)
+    for task in summary["task"].dropna().unique():
+        metric, higher = rank_metric(str(task))
+        rows = summary["task"].eq(task)
+        if f"{metric}_mean" in summary:
+            vals = pd.to_numeric(summary.loc[rows, f"{metric}_mean"], errors="coerce")
+            score[rows] = vals if higher else -vals
+    return score
+
+
+def _edge(value: Any, values: pd.Series) -> str:
+    """``largest`` / ``smallest`` when ``value`` is the end of the numeric ``values``
+    (two or more distinct), else empty."""
+    nums = pd.to_numeric(values, errors="coerce").dropna().unique()
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if len(nums) < 2 or not np.isfinite(v):
+        return ""
+    if v >= nums.max():
+        return "largest"
+    if v <= nums.min():
+        return "smallest"
+    return ""
+
+
+def best_tuned(summary: pd.DataFrame, keys: SweepKeys) -> pd.DataFrame:
+    """Best-lr reading of summary.csv when optimizer keys are swept (``tuned_keys``):
+    per init setting and value of every other swept key, the configuration with the best
+    mean ranking metric over its completed seeds gets ``at_best`` = True; every row of
+    the group gets ``best_<key>`` (the best value) and ``best_<key>_edge`` (``largest`` /
+    ``smallest`` when the best value is the end of the swept range: the range may be too
+    narrow), and the best rows a ``best_rank``: the inits ranked at their own best
+    setting within each value of the other swept keys.  Unchanged without tuned keys."""
+    tuned = [k for k in tuned_keys(keys) if k in summary]
+    if not tuned or summary.empty:
+        return summary
+    outer = [k for k in keys.context if k not in tuned and k in summary]
+    hue = [k for k in keys.competitors if k in summary]
+    score = _score(summary)
+    at_best = pd.Series(False, index=summary.index)
+    cols: dict[str, pd.Series] = {}
+    for k in tuned:
+        cols[best_column(k)] = pd.Series([None] * len(summary), index=summary.index,
+                                         dtype=object)
+        cols[f"{best_column(k)}_edge"] = pd.Series("", index=summary.index, dtype=object)
+    by = outer + hue
+    groups = summary.groupby(by, sort=False, dropna=False) if by else [((), summary)]
+    for _, g in groups:
+        sc = score[g.index].dropna()
+        if sc.empty:
+            continue
+        best = sc.idxmax()
+        at_best[best] = True
+        for k in tuned:
+            cols[best_column(k)].loc[g.index] = summary.at[best, k]
+            cols[f"{best_column(k)}_edge"].loc[g.index] = _edge(summary.at[best, k], g[k])
+    best_rank = pd.Series(np.nan, index=summary.index)
+    chosen = summary.index[at_best]
+    if len(chosen):
+        ctx = (summary.loc[chosen].groupby(outer, sort=False, dropna=False).ngroup()
+               if outer else pd.Series(0, index=chosen))
+        best_rank[chosen] = score[chosen].groupby(ctx).rank(method="min", ascending=False)
+    out = summary.copy()
+    pos = out.columns.get_loc("rank_by") + 1
+    new = {"at_best": at_best, "best_rank": best_rank.astype("Int64"), **cols}
+    for i, (name, col) in enumerate(new.items()):
+        out.insert(pos + i, name, col)
+    return out
 
 
 def _rank(summary: pd.DataFrame, keys: SweepKeys) -> pd.DataFrame:
