@@ -1,6 +1,6 @@
 """Rebuild a sweep's results.csv, summary.csv, plots/ and report.md.
 
-    python scripts/aggregate.py DIR [--no-plots] [--heatmap-axes ROW COL]
+    python scripts/aggregate.py DIR [--no-plots] [--heatmap-axes ROW COL] [--formats png pdf]
 
 DIR is a sweep folder (outputs/multirun/<time>/): its run folders are the sub-folders
 holding .hydra/ or summary.json.  Broken or unfinished runs are listed as incomplete.
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heatmap-axes", nargs=2, metavar=("ROW", "COL"), default=None,
                         help="keys of the heatmap's rows and columns, e.g. init model.depth "
                              "(default: init activation)")
+    parser.add_argument("--formats", nargs="+", metavar="FMT", default=None,
+                        help="figure formats: png (always written) and pdf and/or svg, "
+                             "e.g. --formats png pdf (for papers)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-run warnings")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{sweep} is not a sweep folder: no run folder in it (a run folder is a "
                      "sub-folder with .hydra/ or summary.json)")
     try:
-        written = aggregate(sweep, plots=not args.no_plots, axes=args.heatmap_axes)
+        written = aggregate(sweep, plots=not args.no_plots, axes=args.heatmap_axes,
+                            formats=args.formats)
     except SweepWriteError as exc:
         print(f"{parser.prog}: error: {exc.strerror}", file=sys.stderr)
         return EXIT_NOT_WRITTEN

@@ -336,6 +336,9 @@ class Scan:
     # the first run (in folder order) with activation histograms at init: its "run",
     # "init" and "activation", and its per-layer histograms under "layers"; {} if none
     init_histograms: dict[str, Any] = field(default_factory=dict)
+    # the same for the first run of each (init, activation, model, layers): the figure
+    # compares the inits of one architecture and activation
+    init_histogram_runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
@@ -345,13 +348,18 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
     sweep = Path(sweep_dir)
     rows, diag_frames = [], []
     init_histograms: dict[str, Any] = {}
+    hist_runs: dict[tuple[str, ...], dict[str, Any]] = {}
     int_keys: set[str] = set()
     float_keys: set[str] = set()
     for d in run_dirs(sweep):
         row, records, hists = load_run(d, sweep)
-        if hists and not init_histograms:
-            init_histograms = {**{k: row.get(k) for k in ("run", "init", "activation")},
-                               "layers": hists}
+        if hists:
+            entry = {**{k: row.get(k) for k in ("run", "init", "activation", "model")},
+                     "layers": hists}
+            init_histograms = init_histograms or entry
+            layer_names = ",".join(str(h.get("layer")) for h in hists if isinstance(h, dict))
+            hist_runs.setdefault((str(row.get("init")), str(row.get("activation")),
+                                  str(row.get("model")), layer_names), entry)
         for key, value in row.items():
             if type(value) is int:
                 int_keys.add(key)
@@ -379,7 +387,7 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
                 out.update(run_info)  # facets/hues are the run's axes, not the layer's
                 flat.append(out)
         diag = pd.DataFrame(flat)
-    return Scan(frame, diag, init_histograms)
+    return Scan(frame, diag, init_histograms, list(hist_runs.values()))
 
 
 STATUS_ORDER = {s: i for i, s in enumerate(STATUSES)}  # which copy of a run counts
@@ -752,16 +760,19 @@ def aggregate(
     sweep_dir: str | Path,
     plots: bool = True,
     axes: tuple[str, str] | Sequence[str] | None = None,
+    formats: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write results.csv, summary.csv, plots/ (``plots=True``) and report.md into
     ``sweep_dir``; every file is replaced atomically.  ``axes=(row, col)``: the heatmap's
-    axes (default init x activation, see :func:`default_heatmap_axes`).  Raises
+    axes (default init x activation, see :func:`default_heatmap_axes`).  ``formats``:
+    figure formats (``png`` always; ``pdf``, ``svg`` also, for papers).  Raises
     SweepWriteError (one line, naming the folder and the file) when an output cannot be
     written.
 
     Returns the written paths: ``results``, ``summary``, ``report`` and ``plots`` (the
     folder) when plots were made.  Raises NotASweepError if ``sweep_dir`` is not a folder,
-    ValueError for unknown heatmap axes (before anything is written).
+    ValueError for unknown heatmap axes or figure formats (before anything is
+    written).
     """
     sweep = Path(sweep_dir)
     if not sweep.is_dir():
@@ -771,6 +782,10 @@ def aggregate(
     results = counted(everything)  # the statistics, plots and report: each run once
     keys = sweep_keys(results)
     heat_axes: tuple[str, str] | None = None
+    if plots:
+        from initlab.results.plots import check_formats
+
+        check_formats(formats)  # a bad format is refused before anything is written
     if plots and not results.empty:
         if axes is not None:
             if len(axes) != 2:
@@ -794,7 +809,8 @@ def aggregate(
         try:
             figures = plot_all(sweep, results, keys=keys, axes=heat_axes,
                                diagnostics=_counted_diagnostics(found.diagnostics, results),
-                               init_histograms=found.init_histograms)
+                               init_histograms=found.init_histogram_runs,
+                               formats=formats)
         except Exception as exc:  # noqa: BLE001 - plots must not lose the tables
             log.error("plotting failed (%s: %s); the tables and report are written",
                       type(exc).__name__, exc, exc_info=True)

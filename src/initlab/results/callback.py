@@ -40,11 +40,20 @@ def _fmt(label: str, value: Any) -> str:
 
 class AggregateSweep(Callback):
     """``hydra.callbacks.aggregate.plots=false`` skips the figures;
-    ``hydra.callbacks.aggregate.heatmap_axes=[init,model.depth]`` picks the heatmap's axes."""
+    ``hydra.callbacks.aggregate.heatmap_axes=[init,model.depth]`` picks the heatmap's axes;
+    ``hydra.callbacks.aggregate.formats=[png,pdf]`` also writes each figure as PDF (or
+    ``svg``), for papers."""
 
-    def __init__(self, plots: bool = True, heatmap_axes: list[str] | None = None) -> None:
+    def __init__(self, plots: bool = True, heatmap_axes: list[str] | None = None,
+                 formats: list[str] | None = None) -> None:
+        from initlab.results.plots import check_formats
+
         self.plots = plots
         self.heatmap_axes = list(heatmap_axes) if heatmap_axes else None
+        try:
+            self.formats = list(check_formats(formats))
+        except ValueError as exc:  # at the start of the sweep, not after its last job
+            raise ValueError(f"hydra.callbacks.aggregate.formats: {exc}") from None
         self.total: int | None = None
         self.done = 0
 
@@ -87,10 +96,11 @@ class AggregateSweep(Callback):
         sweep = Path(config.hydra.sweep.dir)
         try:
             try:
-                written = aggregate(sweep, plots=self.plots, axes=self.heatmap_axes)
+                written = aggregate(sweep, plots=self.plots, axes=self.heatmap_axes,
+                                    formats=self.formats)
             except ValueError as exc:  # an unknown heatmap axis: keep the default ones
                 log.warning("%s; using the default heatmap axes", exc)
-                written = aggregate(sweep, plots=self.plots)
+                written = aggregate(sweep, plots=self.plots, formats=self.formats)
         except SweepWriteError as exc:  # the runs are done; say so in one line
             raise SystemExit(f"{exc.strerror}; the runs are in {sweep}: aggregate them "
                              "elsewhere with python scripts/aggregate.py") from None

@@ -45,6 +45,7 @@ from initlab.results.aggregate import (  # noqa: E402
     task_of,
 )
 from initlab.results.files import HISTORY_FILE  # noqa: E402
+from initlab.results.stats import describe  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,42 @@ def _order(values: pd.Series) -> list[str]:
         return uniq
 
 
-def _colors(hues: Sequence[str]) -> dict[str, Any]:
-    cmap = plt.get_cmap("tab10" if len(hues) <= 10 else "tab20")
-    return {h: cmap(i % cmap.N) for i, h in enumerate(hues)}
+# One colour per init scheme in every figure of every sweep (tab10 order); init settings
+# that are not a bare scheme name (he, init.gain=2.0) take the colours left, in order.
+SCHEME_COLORS = {"random": 0, "xavier": 1, "he": 2, "lecun": 3, "orthogonal": 4,
+                 "lsuv": 5, "default": 6, "zeros": 7, "identity": 8, "sparse": 9}
+
+
+def init_colors(hues: Sequence[str]) -> dict[str, Any]:
+    """Colour of each init setting label: a fixed tab10 colour for a bare scheme name,
+    the next unused one (tab20 past ten) for anything else."""
+    cmap = plt.get_cmap("tab10")
+    fixed = {h: cmap(SCHEME_COLORS[h]) for h in hues if h in SCHEME_COLORS}
+    rest = [h for h in hues if h not in fixed]
+    if len(hues) > 10:
+        big = plt.get_cmap("tab20")
+        return {h: big(i % big.N) for i, h in enumerate(hues)}
+    free = [cmap(i) for i in range(cmap.N) if i not in {SCHEME_COLORS[h] for h in fixed}]
+    return {**fixed, **{h: free[i % len(free)] for i, h in enumerate(rest)}}
+
+
+_colors = init_colors
+
+
+def seeds_text(results: pd.DataFrame) -> str:
+    """``1 seed`` / ``3 seeds`` / ``1-3 seeds``: seeds per configuration, for titles
+    (a mean over one seed shows no spread)."""
+    keys = [c for c in results.columns if c in ("task", "dataset", "model", "init",
+                                                "activation", "optimizer")
+            or (c.startswith("cfg.") and c != "cfg.seed")]
+    if "seed" not in results or results.empty:
+        return "1 seed"
+    per = results.groupby([results[k].astype(str) for k in keys] or [results.index * 0],
+                          sort=False)["seed"].nunique()
+    lo, hi = int(per.min()), int(per.max())
+    if hi <= 1:
+        return "1 seed"
+    return f"{hi} seeds" if lo == hi else f"{lo}-{hi} seeds"
 
 
 def _cap(facets: list[str], what: str) -> list[str]:
@@ -166,16 +200,35 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = N
     return fig, flat[:n]
 
 
+FORMATS = ("png", "pdf", "svg")
+_extra_formats: tuple[str, ...] = ()  # set by plot_all: also write these next to each PNG
+
+
+def check_formats(formats: Sequence[str] | None) -> tuple[str, ...]:
+    """The figure formats asked for, PNG always first; ValueError naming the allowed ones."""
+    asked = [str(f).lower().lstrip(".") for f in (formats or ["png"])]
+    bad = [f for f in asked if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown figure format(s) {', '.join(map(repr, bad))}: "
+                         f"choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(["png", *asked]))
+
+
 def save_png(fig: Any, path: Path) -> Path:
-    """Save ``fig`` as PNG under a temporary name in the same folder, then rename."""
+    """Save ``fig`` as PNG (and in the extra formats plot_all was asked for: PDF/SVG,
+    same name) under a temporary name in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
+        for fmt in ("png", *_extra_formats):
+            target = path.with_suffix(f".{fmt}")
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
+            try:
+                fig.savefig(tmp, format=fmt, dpi=DPI)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -194,6 +247,7 @@ class _Layout:
         self.facets, self.ncols = _facet_order(results[known], list(keys.facets),
                                                self.facet[known])
         self.colors = _colors(self.hues)
+        self.runs = results[known]
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -306,8 +360,9 @@ def plot_curves(
             extra.append(Line2D([], [], color=layout.colors[h], lw=0.8, ls=":",
                                 label=f"{h}: no epoch recorded ({why(hues.index[hues == h])})"))
     _legend(fig, [h for h in layout.hues if h in drawn], layout.colors, extra, "init")
-    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: mean \u00b1 std over seeds",
-                 fontsize=10)
+    seeds = seeds_text(layout.runs)
+    spread = "one run per curve" if seeds == "1 seed" else f"mean \u00b1 std over {seeds}"
+    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: {spread}", fontsize=10)
     return save_png(fig, path)
 
 
@@ -333,9 +388,11 @@ def plot_heatmap(
     layout: _Layout,
 ) -> Path | None:
     """Mean best val accuracy (regression: best val loss) of the completed runs over
-    ``row`` x ``col``, one panel per combination of the other swept keys.  Cells with
-    diverged/failed runs are hatched and say how many; cells without a completed run
-    are grey with ``div`` / ``fail``."""
+    ``row`` x ``col``, one panel per combination of the other swept keys, each cell
+    annotated with its value (4 decimals: close inits stay told apart; the best of each
+    column in bold).  Cells with diverged/failed runs are hatched and say how many (the
+    title mentions hatching only when a cell is); cells without a completed run are grey
+    with ``div`` / ``fail``."""
     runs = results[attributed(results)]
     if runs.empty or row not in runs or col not in runs:
         return None
@@ -367,10 +424,18 @@ def plot_heatmap(
             norms[tasks[f]] = (min(lo, finite.min()), max(hi, finite.max()))
     fig, axes = _grid(len(facets), width=1.1 * len(cols_v) + 2.6,
                       height=0.55 * len(rows_v) + 1.8, ncols=ncols)
+    hatched = False
     for ax, f in zip(axes, facets, strict=True):
         grid, counts = cells[f]
         task = tasks[f]
         metric, higher = rank_metric(task)
+        # the best cell of each column in bold: close values stay told apart
+        best_in_col = {}
+        for j in range(len(cols_v)):
+            col_vals = grid[:, j]
+            if np.isfinite(col_vals).any():
+                best_in_col[j] = int(np.nanargmax(col_vals) if higher else
+                                     np.nanargmin(col_vals))
         cmap = plt.get_cmap("viridis" if higher else "viridis_r").with_extremes(bad="#d0d0d0")
         vmin, vmax = norms.get(task, (0.0, 1.0))
         if vmin == vmax:
@@ -378,20 +443,22 @@ def plot_heatmap(
             vmin, vmax = vmin - pad, vmax + pad
         im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax,
                        aspect="auto")
-        fmt = ".3f" if task == "classification" else ".3g"
+        fmt = ".4f" if task == "classification" else ".4g"
         for i in range(len(rows_v)):
             for j in range(len(cols_v)):
                 cnt = counts[i][j]
                 text = _cell_text(grid[i, j], cnt, fmt)
                 bad = any(cnt.get(s) for s in ("diverged", "failed", "incomplete"))
                 if bad:
+                    hatched = True
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//",
                                            edgecolor=(0.7, 0.1, 0.1, 0.45), lw=0))
                 if text:
                     dark = np.isfinite(grid[i, j]) and (
                         (grid[i, j] - vmin) / (vmax - vmin) < 0.5) == higher
                     ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
+                            color="white" if dark else "black",
+                            fontweight="bold" if best_in_col.get(j) == i else "normal")
         ax.set_xticks(range(len(cols_v)), cols_v, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(rows_v)), rows_v, fontsize=8)
         ax.set_xlabel(display_name(col))
@@ -399,15 +466,21 @@ def plot_heatmap(
         if f != "all runs":
             ax.set_title(f, fontsize=9)
         fig.colorbar(im, ax=ax, label=METRIC_LABELS[metric], shrink=0.9)
-    fig.suptitle("mean over seeds of completed runs\nhatched: cells with diverged/failed runs",
-                 fontsize=9)
+    seeds = seeds_text(runs)
+    head = ("one completed run per cell" if seeds == "1 seed"
+            else f"mean over the completed runs ({seeds})")
+    notes = ["bold: best in its column"]
+    if hatched:
+        notes.append("hatched: cells with diverged/failed/incomplete runs")
+    fig.suptitle(f"{head}\n{'; '.join(notes)}", fontsize=9)
     return save_png(fig, path)
 
 
 def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path | None:
-    """Epochs to reach ``target_metric`` per init setting, one point per run (box over the
-    completed runs that reached it; diverged runs are x marks); runs that never did sit on
-    the "not reached" row."""
+    """Epochs to reach ``target_metric`` per init setting: the mean over the completed
+    runs that reached it with its 95 % CI (a diamond with error bars), and each run as a
+    small point beside it (diverged runs x marks); runs that never did sit on the "not
+    reached" row."""
     runs = results[results["status"].isin(["completed", "diverged"]) & attributed(results)]
     if runs.empty or "epochs_to_target" not in runs:
         return None
@@ -427,7 +500,7 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     facets = _cap([f for f in layout.facets if f in set(layout.facet[runs.index])], path.name)
     fig, axes = _grid(len(facets), width=max(4.2, 0.9 * len(layout.hues) + 1.5),
                       ncols=layout.ncols)
-    any_div = any_not = False
+    any_div = any_not = any_mean = False
     for ax, f in zip(axes, facets, strict=True):
         sub = runs[layout.facet[runs.index] == f]
         hue = layout.hue[sub.index]
@@ -436,13 +509,16 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
             g = sub[hue == h]
             e = ept[g.index]
             div = g["status"].eq("diverged").to_numpy()
-            # the box over the completed runs that reached the target, as summary.csv's
-            # mean; a diverged run is drawn as an x on its own
+            # the mean over the completed runs that reached the target (summary.csv's)
+            # with its 95 % CI; each run a small point beside it, a diverged run an x
             reached = e[~div].dropna().to_numpy(dtype=float)
-            if reached.size >= 2:
-                ax.boxplot([reached], positions=[x], widths=0.5, showfliers=False,
-                           medianprops={"color": layout.colors[h]})
-            offsets = np.linspace(-0.15, 0.15, len(g)) if len(g) > 1 else np.zeros(1)
+            if reached.size:
+                d = describe(reached)
+                ax.errorbar([x - 0.22], [d.mean], yerr=[[d.ci95 if d.n >= 2 else 0]] * 2,
+                            fmt="D", ms=7, color=layout.colors[h], capsize=4, lw=1.5,
+                            zorder=3)
+                any_mean = True
+            offsets = np.linspace(-0.05, 0.2, len(g)) if len(g) > 1 else np.full(1, 0.08)
             xs = x + offsets
             ys = e.fillna(top).to_numpy(dtype=float)
             hit = e.notna().to_numpy()
@@ -450,8 +526,8 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
             for mask, marker, face in ((hit & ~div, "o", color), (~hit & ~div, "o", "none"),
                                        (div, "x", None)):
                 if mask.any():
-                    ax.plot(xs[mask], ys[mask], ls="none", marker=marker, ms=6, color=color,
-                            markerfacecolor=face)
+                    ax.plot(xs[mask], ys[mask], ls="none", marker=marker, ms=4, color=color,
+                            markerfacecolor=face, alpha=0.8)
             any_div |= bool(div.any())
             any_not |= bool((~hit & ~div).any())
         ax.set_xticks(range(len(hues)), hues, rotation=30, ha="right", fontsize=8)
@@ -468,6 +544,13 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     what = "val acc \u2265" if task == "classification" else "val loss \u2264"
     tgt = f" {target:g}" if target is not None else " target"
     extra = []
+    seeds = seeds_text(runs)
+    if any_mean:
+        extra.append(Line2D([], [], ls="none", marker="D", color="grey",
+                            label="mean of the runs that reached it" +
+                            ("" if seeds == "1 seed" else " \u00b1 95 % CI")))
+        extra.append(Line2D([], [], ls="none", marker="o", ms=4, color="grey",
+                            label="one run"))
     if any_not:
         extra.append(Line2D([], [], ls="none", marker="o", markerfacecolor="none",
                             color="grey", label="not reached"))
@@ -476,7 +559,7 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     if extra:
         fig.legend(handles=extra, loc="outside lower center", fontsize=8,
                    ncols=len(extra), frameon=False)
-    fig.suptitle(f"epochs to {what}{tgt} (one point per run)", fontsize=10)
+    fig.suptitle(f"epochs to {what}{tgt} ({seeds} per configuration)", fontsize=10)
     return save_png(fig, path)
 
 
@@ -496,16 +579,17 @@ def plot_diagnostics(frame: pd.DataFrame, path: Path, colors: dict[str, Any] | N
     fn = _signal_propagation_function()
     if fn is None:
         return None
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        fn(frame, tmp, facet="activation", hue="init", colors=colors, hue_order=hue_order)
-        if not tmp.exists():
-            log.warning("plot_signal_propagation wrote no file: skipped")
-            return None
-        os.replace(tmp, path)
-    finally:
-        plt.close("all")
-        tmp.unlink(missing_ok=True)
+    for fmt in ("png", *_extra_formats):
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
+        try:
+            fn(frame, tmp, facet="activation", hue="init", colors=colors, hue_order=hue_order)
+            if not tmp.exists():
+                log.warning("plot_signal_propagation wrote no file: skipped")
+                return None
+            os.replace(tmp, path.with_suffix(f".{fmt}"))
+        finally:
+            plt.close("all")
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -518,11 +602,32 @@ def plot_all(
     keys: SweepKeys | None = None,
     axes: tuple[str, str] | None = None,
     diagnostics: pd.DataFrame | None = None,
-    init_histograms: dict[str, Any] | None = None,
+    init_histograms: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    formats: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Every figure that the data allows; returns ``{name: path}`` of the PNGs written.
     A figure that fails is logged and skipped, the others are still drawn.
-    ``init_histograms``: one run's activation histograms at init (``Scan.init_histograms``)."""
+    ``init_histograms``: activation histograms at init of one run or of the first run of
+    each init (``Scan.init_histogram_runs``).  ``formats``: e.g. ``["png", "pdf"]``: each
+    figure also as PDF/SVG next to its PNG (the PNG is always written: the report links
+    it)."""
+    global _extra_formats
+    fmts = check_formats(formats)
+    _extra_formats = fmts[1:]
+    try:
+        return _plot_all(sweep_dir, results, keys, axes, diagnostics, init_histograms)
+    finally:
+        _extra_formats = ()
+
+
+def _plot_all(
+    sweep_dir: str | Path,
+    results: pd.DataFrame,
+    keys: SweepKeys | None,
+    axes: tuple[str, str] | None,
+    diagnostics: pd.DataFrame | None,
+    init_histograms: dict[str, Any] | Sequence[dict[str, Any]] | None,
+) -> dict[str, Path]:
     sweep = Path(sweep_dir)
     out = sweep / PLOTS_DIR
     out.mkdir(exist_ok=True)
@@ -582,47 +687,157 @@ def plot_all(
                 frame, path, layout.colors, layout.hues))
     if init_histograms:
         attempt("init_histograms", lambda: plot_init_histograms(
-            init_histograms, out / "init_histograms.png"))
+            init_histograms, out / "init_histograms.png", layout.colors))
+    from initlab.results.aggregate import tuned_keys
+
+    for i, key in enumerate(k for k in tuned_keys(keys) if k in results):
+        name = "lr_sensitivity" if i == 0 else f"lr_sensitivity: {display_name(key)}"
+        fname = "lr_sensitivity.png" if i == 0 else f"lr_sensitivity_{i + 1}.png"
+        attempt(name, lambda key=key, fname=fname: plot_lr_sensitivity(
+            results, out / fname, layout, key))
     _remove_stale(out, written)
     return written
 
 
-OWN_FIGURES = ("val_acc.png", "val_loss.png", "train_loss.png", "heatmap.png",
-               "epochs_to_target.png", "signal_propagation*.png", "init_histograms.png")
+OWN_FIGURES = ("val_acc", "val_loss", "train_loss", "heatmap", "epochs_to_target",
+               "signal_propagation*", "init_histograms", "lr_sensitivity*")
 
 
-def plot_init_histograms(run: dict[str, Any], path: Path) -> Path:
-    """Per-layer activation histograms at init of one run: the ``init_act_histograms``
-    the init probe stored in its summary.json (``Scan.init_histograms``)."""
-    hists = run["layers"]
-    n = len(hists)
+def plot_init_histograms(runs: dict[str, Any] | Sequence[dict[str, Any]], path: Path,
+                         colors: dict[str, Any] | None = None) -> Path:
+    """Per-layer activation histograms at init (``init_act_histograms`` in summary.json),
+    one panel per layer, one outline per init: the first run of each init with the same
+    activation, model and layers as the first run (``Scan.init_histogram_runs``)."""
+    runs = [runs] if isinstance(runs, dict) else list(runs)
+    ref = runs[0]
+    names = [str(h["layer"]) for h in ref["layers"]]
+    same = [r for r in runs if r.get("activation") == ref.get("activation")
+            and r.get("model") == ref.get("model")
+            and [str(h["layer"]) for h in r["layers"]] == names]
+    inits = list(dict.fromkeys(str(r.get("init")) for r in same))
+    colors = {**init_colors(inits), **(colors or {})}
+    n = len(names)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-    for ax, h in zip(axes.flat, hists, strict=False):
-        edges = np.asarray(h["edges"], dtype=float)
-        counts = np.asarray(h["counts"], dtype=float)
-        ax.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge",
-               color="tab:blue", alpha=0.8)
-        ax.set_title(str(h["layer"]), fontsize=8)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows + 0.9),
+                             squeeze=False, layout="constrained")
+    for k, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
+        for r in same:
+            h = r["layers"][k]
+            edges = np.asarray(h["edges"], dtype=float)
+            counts = np.asarray(h["counts"], dtype=float)
+            frac = counts / max(counts.sum(), 1.0)
+            init = str(r.get("init"))
+            ax.stairs(frac, edges, color=colors.get(init), lw=1.4, label=init,
+                      fill=len(same) == 1, alpha=0.8)
+        ax.set_title(f"layer {k}: {name}", fontsize=8)
         ax.tick_params(labelsize=7)
+        if k >= n - cols:
+            ax.set_xlabel("activation value", fontsize=8)
+        if k % cols == 0:
+            ax.set_ylabel("fraction of values", fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"activations at init, per layer: {run['run']} "
-                 f"(init={run['init']}, activation={run['activation']})",
-                 fontsize=9)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=colors.get(i), lw=2, label=i) for i in inits]
+    fig.legend(handles=handles, title="init", loc="outside lower center", ncols=len(inits),
+               fontsize=8, frameon=False)
+    what = f"activation={ref.get('activation')}" if ref.get("activation") else ""
+    model = f"model={ref.get('model')}" if ref.get("model") else ""
+    detail = ", ".join(x for x in (model, what) if x)
+    fig.suptitle("Activations at initialization, per layer" + (f" ({detail})" if detail
+                                                              else "")
+                 + "\none seed per init, one probe batch", fontsize=9)
+    return save_png(fig, path)
+
+
+def plot_lr_sensitivity(summary_runs: pd.DataFrame, path: Path, layout: _Layout,
+                        x_key: str) -> Path | None:
+    """The lr-sensitivity "basin": the ranking metric against ``x_key`` (a swept optimizer
+    key), one line per init setting (mean over the completed seeds, band = 95 % CI), log x
+    when every value is positive, one panel per value of the other swept keys; an ``x`` on
+    the bottom edge where runs diverged (with how many), a star at each init's best."""
+    runs = summary_runs[attributed(summary_runs)]
+    if runs.empty or x_key not in runs:
+        return None
+    others = [k for k in layout.keys.facets if k != x_key]
+    facet = labels(runs, others)
+    order, ncols = _facet_order(runs, others, facet)
+    facets = _cap(order, path.name)
+    xs_all = pd.to_numeric(runs[x_key], errors="coerce")
+    if xs_all.isna().all():
+        return None
+    logx = bool((xs_all.dropna() > 0).all())
+    fig, axes = _grid(len(facets), ncols=ncols)
+    any_div = False
+    task = task_of(runs)
+    metric, higher = rank_metric(task)
+    for ax, f in zip(axes, facets, strict=True):
+        sub = runs[facet == f]
+        hue = layout.hue[sub.index]
+        for h in [h for h in layout.hues if h in set(hue)]:
+            g = sub[hue == h]
+            x = pd.to_numeric(g[x_key], errors="coerce")
+            vals = pd.to_numeric(g[metric], errors="coerce").where(g["status"] == "completed")
+            pts = []
+            for xv in sorted(x.dropna().unique()):
+                sel = x == xv
+                d = describe(vals[sel].dropna())
+                n_div = int(g.loc[sel, "status"].eq("diverged").sum())
+                pts.append((xv, d.mean, d.ci95 if d.n >= 2 else 0.0, n_div))
+            arr = np.array([p[:3] for p in pts], dtype=float)
+            color = layout.colors[h]
+            ok = np.isfinite(arr[:, 1])
+            ax.plot(arr[ok, 0], arr[ok, 1], color=color, lw=1.8, marker="o", ms=4, label=h)
+            ci = np.nan_to_num(arr[:, 2])
+            if (ci[ok] > 0).any():
+                ax.fill_between(arr[ok, 0], arr[ok, 1] - ci[ok], arr[ok, 1] + ci[ok],
+                                color=color, alpha=0.18, lw=0)
+            if ok.any():
+                b = int(np.nanargmax(arr[:, 1]) if higher else np.nanargmin(arr[:, 1]))
+                ax.plot([arr[b, 0]], [arr[b, 1]], marker="*", ms=13, color=color,
+                        markeredgecolor="black", markeredgewidth=0.6, ls="none", zorder=4)
+            for xv, _, _, n_div in pts:
+                if n_div:
+                    any_div = True
+                    ax.plot([xv], [0.0], transform=ax.get_xaxis_transform(), marker="x",
+                            ms=8, mew=2, color=color, clip_on=False, ls="none", zorder=5)
+                    ax.annotate(str(n_div), (xv, 0.0), xycoords=("data", "axes fraction"),
+                                xytext=(4, 3), textcoords="offset points", fontsize=7,
+                                color=color)
+        if logx:
+            ax.set_xscale("log")
+        ticks = sorted(xs_all.dropna().unique())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel(display_name(x_key))
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+        if f != "all runs":
+            ax.set_title(f, fontsize=9)
+    extra = [Line2D([], [], ls="none", marker="*", ms=11, color="grey",
+                    markeredgecolor="black", label="best value per init")]
+    if any_div:
+        extra.append(Line2D([], [], ls="none", marker="x", mew=2, color="grey",
+                            label="diverged runs (count)"))
+    _legend(fig, [h for h in layout.hues], layout.colors, extra, "init")
+    seeds = seeds_text(runs)
+    spread = ("1 seed: no band" if seeds == "1 seed"
+              else f"mean over completed seeds ({seeds}), band 95 % CI")
+    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)} against {display_name(x_key)}: "
+                 f"{spread}", fontsize=10)
     return save_png(fig, path)
 
 
 def _remove_stale(out: Path, written: dict[str, Path]) -> None:
     """Delete figures of ours left by an earlier aggregation that this one did not draw
     (a figure the report no longer links would describe other data)."""
-    fresh = {Path(p).name for p in written.values()}
+    fresh = {Path(p).with_suffix(f".{fmt}").name for p in written.values()
+             for fmt in ("png", *_extra_formats)}
     for pattern in OWN_FIGURES:
-        for path in out.glob(pattern):
-            if path.name not in fresh:
-                path.unlink(missing_ok=True)
+        for fmt in FORMATS:
+            for path in out.glob(f"{pattern}.{fmt}"):
+                if path.name not in fresh:
+                    path.unlink(missing_ok=True)
 
 
 def _diagnostics_figures(diagnostics: pd.DataFrame, results: pd.DataFrame, layout: _Layout,
