@@ -172,8 +172,9 @@ def seeds_text(results: pd.DataFrame) -> str:
             or (c.startswith("cfg.") and c != "cfg.seed")]
     if "seed" not in results or results.empty:
         return "1 seed"
-    per = results.groupby([results[k].astype(str) for k in keys] or [results.index * 0],
-                          sort=False)["seed"].nunique()
+    ids = pd.Series(["\x1f".join(map(str, row)) for row in results[keys].to_numpy()]
+                    if keys else "", index=results.index)
+    per = results["seed"].groupby(ids, sort=False).nunique()
     lo, hi = int(per.min()), int(per.max())
     if hi <= 1:
         return "1 seed"

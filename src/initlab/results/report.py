@@ -35,7 +35,8 @@ PLOT_TITLES = {
     "heatmap": "Mean best validation metric",
     "epochs_to_target": "Epochs to target",
     "signal_propagation": "Signal propagation at initialization",
-    "init_histograms": "Activation histograms at initialization (one run)",
+    "init_histograms": "Activation histograms at initialization (one seed per init)",
+    "lr_sensitivity": "Learning-rate sensitivity per init",
 }
 METRIC_NAMES = {
     "best_val_acc": "best val acc",
@@ -470,8 +471,11 @@ def build_report(
     if results.empty:
         return "\n\n".join([*head, "No run folders found."]) + "\n"
     keys = keys or sweep_keys(results)
+    from initlab.results.claims import claims_section
+
     sections = [
         _swept_section(results, summary, keys),
+        claims_section(sweep, results, summary, keys),
         _best_lr_section(results, summary, keys),
         _ranking_section(results, summary, keys),
         _problems_section(results, keys),
