@@ -36,6 +36,7 @@ def plot_signal_propagation(
     hue: str = "init",
     colors: Mapping[str, Any] | None = None,
     hue_order: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Path:
     """Glorot & Bengio (2010) picture: per-layer activation std (top row) and gradient std
     (bottom row) at init against the layer index, log y, one line per ``hue`` value (init
@@ -46,8 +47,10 @@ def plot_signal_propagation(
     ``facet`` / ``hue`` columns give a single column / a single line. ``colors`` and
     ``hue_order`` (e.g. those of the sweep's other figures) fix each hue's colour and the
     legend order; hues they do not name follow, sorted, in matplotlib's default cycle.
+    ``title``: the figure's title (default "Signal propagation at initialization").
     """
-    return _save(signal_propagation_figure(records, facet, hue, colors, hue_order), path)
+    return _save(signal_propagation_figure(records, facet, hue, colors, hue_order, title),
+                 path)
 
 
 def signal_propagation_figure(
@@ -56,6 +59,7 @@ def signal_propagation_figure(
     hue: str = "init",
     colors: Mapping[str, Any] | None = None,
     hue_order: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Figure:
     """The figure of ``plot_signal_propagation``, unsaved."""
     df = records.copy()
@@ -87,8 +91,8 @@ def signal_propagation_figure(
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if head is not None and head > 0:
                 ax.axvspan(head - 0.4, head + 0.4, color="0.85", zorder=0, lw=0)
-                ax.text(head, 0.98, "output\nlayer", transform=ax.get_xaxis_transform(),
-                        ha="center", va="top", fontsize=7, color="0.35")
+                ax.text(head, 0.02, "output\nlayer", transform=ax.get_xaxis_transform(),
+                        ha="center", va="bottom", fontsize=7, color="0.35")
             ax.set_ylabel(label)
             if i == 0:
                 ax.set_title(f"{facet_col}={f}" if facet_col else "")
@@ -97,9 +101,10 @@ def signal_propagation_figure(
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, title=hue_col, loc="outside right center")
     n_runs = records["run"].nunique() if "run" in records else None
-    over = (f", mean over {n_runs} runs" if n_runs and n_runs > len(hues) * len(facets)
+    over = (f"; mean over {n_runs} runs" if n_runs and n_runs > len(hues) * len(facets)
             else "")
-    fig.suptitle(f"Signal propagation at initialization (one batch){over}", fontsize=10)
+    head_title = title or "Signal propagation at initialization"
+    fig.suptitle(f"{head_title} (one batch{over})", fontsize=10)
     return fig
 
 

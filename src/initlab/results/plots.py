@@ -574,7 +574,8 @@ def _signal_propagation_function() -> Callable[..., Any] | None:
 
 
 def plot_diagnostics(frame: pd.DataFrame, path: Path, colors: dict[str, Any] | None = None,
-                     hue_order: Sequence[str] | None = None) -> Path | None:
+                     hue_order: Sequence[str] | None = None, title: str | None = None
+                     ) -> Path | None:
     """Hand the per-layer init diagnostics of all runs to the diagnostics package (with
     the colours and order of the other figures' init settings)."""
     fn = _signal_propagation_function()
@@ -583,7 +584,9 @@ def plot_diagnostics(frame: pd.DataFrame, path: Path, colors: dict[str, Any] | N
     for fmt in ("png", *_extra_formats):
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
         try:
-            fn(frame, tmp, facet="activation", hue="init", colors=colors, hue_order=hue_order)
+            extra = {"title": title} if title else {}
+            fn(frame, tmp, facet="activation", hue="init", colors=colors, hue_order=hue_order,
+               **extra)
             if not tmp.exists():
                 log.warning("plot_signal_propagation wrote no file: skipped")
                 return None
@@ -684,8 +687,10 @@ def _plot_all(
             log.error("init diagnostics figure skipped: %s: %s", type(exc).__name__, exc)
             figures = []
         for name, frame, path in figures:
-            attempt(name, lambda frame=frame, path=path: plot_diagnostics(
-                frame, path, layout.colors, layout.hues))
+            _, _, detail = name.partition(": ")
+            title = f"Signal propagation at initialization, {detail}" if detail else None
+            attempt(name, lambda frame=frame, path=path, title=title: plot_diagnostics(
+                frame, path, layout.colors, layout.hues, title))
     if init_histograms:
         attempt("init_histograms", lambda: plot_init_histograms(
             init_histograms, out / "init_histograms.png", layout.colors))
@@ -791,8 +796,10 @@ def plot_lr_sensitivity(summary_runs: pd.DataFrame, path: Path, layout: _Layout,
             ax.plot(arr[ok, 0], arr[ok, 1], color=color, lw=1.8, marker="o", ms=4, label=h)
             ci = np.nan_to_num(arr[:, 2])
             if (ci[ok] > 0).any():
-                ax.fill_between(arr[ok, 0], arr[ok, 1] - ci[ok], arr[ok, 1] + ci[ok],
-                                color=color, alpha=0.18, lw=0)
+                lo, hi = arr[ok, 1] - ci[ok], arr[ok, 1] + ci[ok]
+                if metric.endswith("_acc"):  # an accuracy's CI stops at 0 and 1
+                    lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+                ax.fill_between(arr[ok, 0], lo, hi, color=color, alpha=0.18, lw=0)
             if ok.any():
                 b = int(np.nanargmax(arr[:, 1]) if higher else np.nanargmin(arr[:, 1]))
                 ax.plot([arr[b, 0]], [arr[b, 1]], marker="*", ms=13, color=color,
@@ -853,7 +860,11 @@ def _diagnostics_figures(diagnostics: pd.DataFrame, results: pd.DataFrame, layou
     by_run = pd.Series(layout.hue.to_numpy(), index=results["run"].to_numpy())
     frame["init_scheme"] = frame["init"]
     frame["init"] = frame["run"].map(by_run).fillna(frame["init"])
-    others = [k for k in layout.keys.facets if k != "activation"]
+    # the optimizer's keys do not change the net at init: their runs are pooled
+    from initlab.results.aggregate import tuned_keys
+
+    tuned = set(tuned_keys(layout.keys))
+    others = [k for k in layout.keys.facets if k != "activation" and k not in tuned]
     if not others:
         return [("signal_propagation", frame, out / "signal_propagation.png")]
     other = pd.Series(labels(results, others).to_numpy(), index=results["run"].to_numpy())
