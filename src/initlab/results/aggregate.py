@@ -753,6 +753,28 @@ def _rank(summary: pd.DataFrame, keys: SweepKeys) -> pd.DataFrame:
     return summary.loc[order.index].reset_index(drop=True)
 
 
+def runs_at_best(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKeys
+                 ) -> pd.DataFrame:
+    """The runs of each init setting's best tuned configuration (all runs when no
+    optimizer key is swept)."""
+    runs = results[attributed(results)]
+    if not tuned_keys(keys) or "at_best" not in summary:
+        return runs
+    group = [k for k in keys.group if k in summary and k in runs]
+    best = summary[summary["at_best"].astype(bool)]
+    ids = {_row_id(r, group) for _, r in best.iterrows()}
+    mine = runs.apply(lambda r: _row_id(r, group) in ids, axis=1)
+    return runs[mine]
+
+
+def _row_id(row: pd.Series, keys: Sequence[str]) -> str:
+    parts = []
+    for k in keys:
+        v = row.get(k)
+        parts.append("" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
+    return "\x1f".join(parts)
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -807,7 +829,7 @@ def aggregate(
         written["plots"] = sweep / PLOTS_DIR
         _writing(sweep, f"{PLOTS_DIR}/", lambda: written["plots"].mkdir(exist_ok=True))
         try:
-            figures = plot_all(sweep, results, keys=keys, axes=heat_axes,
+            figures = plot_all(sweep, results, keys=keys, axes=heat_axes, summary=summary,
                                diagnostics=_counted_diagnostics(found.diagnostics, results),
                                init_histograms=found.init_histogram_runs,
                                formats=formats)

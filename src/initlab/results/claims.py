@@ -34,8 +34,8 @@ import pandas as pd
 
 from initlab.results.aggregate import (
     SweepKeys,
-    attributed,
     display_name,
+    runs_at_best,
     tuned_keys,
 )
 from initlab.results.files import HISTORY_FILE
@@ -83,28 +83,6 @@ CLAIMS = (
 def is_claims_study(results: pd.DataFrame) -> bool:
     return "cfg.study.name" in results and bool(
         results["cfg.study.name"].astype(str).eq(STUDY).any())
-
-
-def runs_at_best(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKeys
-                 ) -> pd.DataFrame:
-    """The runs of each init setting's best tuned configuration (all runs when no
-    optimizer key is swept)."""
-    runs = results[attributed(results)]
-    if not tuned_keys(keys) or "at_best" not in summary:
-        return runs
-    group = [k for k in keys.group if k in summary and k in runs]
-    best = summary[summary["at_best"].astype(bool)]
-    ids = {_row_id(r, group) for _, r in best.iterrows()}
-    mine = runs.apply(lambda r: _row_id(r, group) in ids, axis=1)
-    return runs[mine]
-
-
-def _row_id(row: pd.Series, keys: Sequence[str]) -> str:
-    parts = []
-    for k in keys:
-        v = row.get(k)
-        parts.append("" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
-    return "\x1f".join(parts)
 
 
 def _with_measures(sweep: Path, runs: pd.DataFrame) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +127,13 @@ def labels(results: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     parts = []
     for k in keys:
         vals = _text(results[k])
-        parts.append(vals if k == "init" else display_name(k) + "=" + vals)
+        # a key a run does not have (the CNN's model.depth) is left out of its label
+        parts.append(vals if k == "init" else
+                     (display_name(k) + "=" + vals).where(results[k].notna(), ""))
     out = parts[0]
     for p in parts[1:]:
-        out = out + ", " + p
-    return out
+        out = out.str.cat(p, sep=", ").str.strip(", ")
+    return out.where(out != "", "-")
 
 
 def _order(values: pd.Series) -> list[str]:
@@ -249,6 +252,7 @@ class _Layout:
                                                self.facet[known])
         self.colors = _colors(self.hues)
         self.runs = results[known]
+        self.note = ""  # what the runs drawn are, for titles ("each init at its best lr")
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -363,7 +367,8 @@ def plot_curves(
     _legend(fig, [h for h in layout.hues if h in drawn], layout.colors, extra, "init")
     seeds = seeds_text(layout.runs)
     spread = "one run per curve" if seeds == "1 seed" else f"mean \u00b1 std over {seeds}"
-    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: {spread}", fontsize=10)
+    note = f"\n{layout.note}" if layout.note else ""
+    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: {spread}{note}", fontsize=10)
     return save_png(fig, path)
 
 
@@ -403,6 +408,9 @@ def plot_heatmap(
     facets = _cap(order, path.name)
     rkey, ckey = _text(runs[row]), _text(runs[col])
     rows_v, cols_v = _order(rkey), _order(ckey)
+    if row == "init":  # the inits in the order of the other figures
+        rows_v = sorted(rows_v, key=lambda v: layout.hues.index(v) if v in layout.hues
+                        else len(layout.hues))
     tasks = {f: task_of(runs[facet == f]) for f in facets}
     norms: dict[str, tuple[float, float]] = {}
     cells: dict[str, tuple[np.ndarray, list[list[dict[str, int]]]]] = {}
@@ -473,6 +481,8 @@ def plot_heatmap(
     notes = ["bold: best in its column"]
     if hatched:
         notes.append("hatched: cells with diverged/failed/incomplete runs")
+    if layout.note:
+        notes.insert(0, layout.note)
     fig.suptitle(f"{head}\n{'; '.join(notes)}", fontsize=9)
     return save_png(fig, path)
 
@@ -560,7 +570,8 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     if extra:
         fig.legend(handles=extra, loc="outside lower center", fontsize=8,
                    ncols=len(extra), frameon=False)
-    fig.suptitle(f"epochs to {what}{tgt} ({seeds} per configuration)", fontsize=10)
+    note = f"\n{layout.note}" if layout.note else ""
+    fig.suptitle(f"epochs to {what}{tgt} ({seeds} per configuration){note}", fontsize=10)
     return save_png(fig, path)
 
 
@@ -608,18 +619,22 @@ def plot_all(
     diagnostics: pd.DataFrame | None = None,
     init_histograms: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     formats: Sequence[str] | None = None,
+    summary: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Every figure that the data allows; returns ``{name: path}`` of the PNGs written.
     A figure that fails is logged and skipped, the others are still drawn.
     ``init_histograms``: activation histograms at init of one run or of the first run of
     each init (``Scan.init_histogram_runs``).  ``formats``: e.g. ``["png", "pdf"]``: each
     figure also as PDF/SVG next to its PNG (the PNG is always written: the report links
-    it)."""
+    it).  ``summary`` (summary.csv): with swept optimizer keys, the learning curves, the
+    heatmap and epochs to target show each init at its own best setting (``at_best``);
+    every setting is in ``lr_sensitivity.png``."""
     global _extra_formats
     fmts = check_formats(formats)
     _extra_formats = fmts[1:]
     try:
-        return _plot_all(sweep_dir, results, keys, axes, diagnostics, init_histograms)
+        return _plot_all(sweep_dir, results, keys, axes, diagnostics, init_histograms,
+                         summary)
     finally:
         _extra_formats = ()
 
@@ -631,7 +646,10 @@ def _plot_all(
     axes: tuple[str, str] | None,
     diagnostics: pd.DataFrame | None,
     init_histograms: dict[str, Any] | Sequence[dict[str, Any]] | None,
+    summary: pd.DataFrame | None,
 ) -> dict[str, Path]:
+    from initlab.results.aggregate import runs_at_best, tuned_keys
+
     sweep = Path(sweep_dir)
     out = sweep / PLOTS_DIR
     out.mkdir(exist_ok=True)
@@ -641,6 +659,22 @@ def _plot_all(
     keys = keys or sweep_keys(results)
     layout = _Layout(results, keys)
     status = results["status"]
+    tuned = [k for k in tuned_keys(keys) if k in results]
+    all_runs = results
+    if tuned and summary is not None and "at_best" in summary:
+        # the fair reading: each init at its own best lr (one panel per lr would
+        # compare the inits at an lr that suits some of them)
+        results = runs_at_best(results, summary, keys)
+        best_keys = replace(keys, swept=tuple(k for k in keys.swept if k not in tuned))
+        best_layout = _Layout(results, best_keys)
+        best_layout.colors = {**best_layout.colors, **layout.colors}
+        best_layout.hues = [h for h in layout.hues if h in best_layout.hues] + [
+            h for h in best_layout.hues if h not in layout.hues]  # the sweep's order
+        best_layout.note = ("each init at its own best "
+                            + ", ".join(display_name(k) for k in tuned))
+        layout, full_layout = best_layout, layout
+    else:
+        full_layout = layout
 
     def attempt(name: str, fn: Callable[[], Path | None]) -> None:
         t0 = time.perf_counter()
@@ -676,10 +710,12 @@ def _plot_all(
         attempt("train_loss", lambda: plot_curves(
             hist, "train_loss", out / "train_loss.png", layout, status,
             logy=_positive(hist, "train_loss"), rows=known))
-    row, col = axes or default_heatmap_axes(results)
+    row, col = axes or default_heatmap_axes(all_runs)
     attempt("heatmap", lambda: plot_heatmap(results, out / "heatmap.png", row, col, layout))
     attempt("epochs_to_target",
             lambda: plot_convergence(results, out / "epochs_to_target.png", layout))
+    layout = full_layout
+    results = all_runs
     if diagnostics is not None and not diagnostics.empty:
         try:
             figures = _diagnostics_figures(diagnostics, results, layout, out)
@@ -694,9 +730,7 @@ def _plot_all(
     if init_histograms:
         attempt("init_histograms", lambda: plot_init_histograms(
             init_histograms, out / "init_histograms.png", layout.colors))
-    from initlab.results.aggregate import tuned_keys
-
-    for i, key in enumerate(k for k in tuned_keys(keys) if k in results):
+    for i, key in enumerate(tuned):
         name = "lr_sensitivity" if i == 0 else f"lr_sensitivity: {display_name(key)}"
         fname = "lr_sensitivity.png" if i == 0 else f"lr_sensitivity_{i + 1}.png"
         attempt(name, lambda key=key, fname=fname: plot_lr_sensitivity(
