@@ -125,3 +125,16 @@ def test_saved_env_interpolations_are_shown_as_saved_not_resolved(
     monkeypatch.delenv("INITLAB_TEST_DATA")
     assert collect(sweep).set_index("seed").loc[1, "cfg.data_dir"] == \
         "${oc.env:INITLAB_TEST_DATA}"
+
+
+def test_end_of_sweep_write_error_is_one_line(basic_sweep) -> None:
+    from omegaconf import OmegaConf
+
+    from initlab.results.callback import AggregateSweep
+
+    (basic_sweep / "plots").write_text("not a folder")
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(basic_sweep)}}})
+    with pytest.raises(SystemExit) as err:
+        AggregateSweep().on_multirun_end(cfg)
+    msg = str(err.value.code)
+    assert "cannot write plots/" in msg and str(basic_sweep) in msg and "\n" not in msg

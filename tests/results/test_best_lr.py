@@ -122,3 +122,25 @@ def test_init_colours_are_fixed_per_scheme() -> None:
     assert len({tuple(c) for c in two.values()}) == 4
     mixed = plots.init_colors(["he", "he, init.gain=2.0"])
     assert mixed["he"] != mixed["he, init.gain=2.0"]
+
+
+@pytest.mark.slow
+def test_real_lr_by_init_sweep_warns_when_the_best_lr_is_the_largest(run_train, tmp_path,
+                                                                      png_ok) -> None:
+    # two tiny learning rates for one epoch: the larger learns more, for both inits
+    proc = run_train(["-m", "init=xavier,he", "optimizer.lr=0.0001,0.001", "seed=0,1",
+                      "trainer.max_epochs=1", "logger=none", "diagnostics=off", "threads=1",
+                      f"paths.output_root={tmp_path}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = tmp_path.glob("multirun/*")
+    s = pd.read_csv(sweep / "summary.csv")
+    best = s[s["at_best"]].set_index("init")
+    assert list(best["cfg.optimizer.lr"]) == [0.001, 0.001]
+    assert set(best["best_optimizer.lr_edge"]) == {"largest"}
+    acc = s.set_index(["init", "cfg.optimizer.lr"])["best_val_acc_mean"]
+    for init in ("xavier", "he"):
+        assert acc.loc[(init, 0.001)] > acc.loc[(init, 0.0001)]
+    report = (sweep / "report.md").read_text()
+    assert "**Warning: the swept range may be too narrow**" in report
+    assert "best optimizer.lr 0.001 is the largest value swept" in report
+    assert png_ok(sweep / "plots" / "lr_sensitivity.png")
