@@ -32,7 +32,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from initlab.results.files import HISTORY_FILE  # noqa: E402
-from initlab.results.plots import read_history  # noqa: E402
+from initlab.results.plots import init_colors, read_history  # noqa: E402
 
 ADDING_BASELINE_MSE = 2.0 / 12.0  # always predicting 1.0 (initlab.data.synthetic)
 METRIC_LABELS = {"val_loss": "validation MSE", "val_acc": "validation accuracy"}
@@ -87,8 +87,10 @@ def plot_saxe(results: pd.DataFrame, out: Path) -> pd.DataFrame:
     target = pd.to_numeric(results.get("cfg.target_metric"), errors="coerce").dropna()
     top = float(epochs) + 1 if np.isfinite(epochs) else table["epochs"].max() + 1
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    colors = init_colors(list(dict.fromkeys(table["init"].astype(str))))
     for init, group in table.groupby("init"):
-        line = ax.plot(group[x], group["epochs"], marker="o", label=init)[0]
+        line = ax.plot(group[x], group["epochs"], marker="o", label=init,
+                       color=colors[str(init)])[0]
         missed = group[group["epochs"].isna()]
         if len(missed):
             ax.scatter(missed[x], [top] * len(missed), marker="o", facecolors="none",
@@ -211,8 +213,9 @@ def plot_generic(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
     groups = list(results.groupby(facets)) if facets else [((), results)]
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
     inits = list(dict.fromkeys(results["init"].astype(str)))
+    colors = init_colors(inits)  # each scheme's colour in the sweep's own figures
     for ax, (key, frame) in zip(axes[0], groups, strict=True):
-        for i, init in enumerate(inits):
+        for init in inits:
             runs = frame[frame["init"].astype(str) == init]
             # the mean over the completed runs (a diverged run's short history would cut
             # it and drag it down); diverged runs as x at the epoch they diverged in
@@ -223,13 +226,13 @@ def plot_generic(results: pd.DataFrame, sweep: Path, out: Path) -> Path:
                 label += f" ({len(diverged)}/{len(runs)} diverged)"
             if curves:
                 epochs, mean = _mean_curve(curves)
-                ax.plot(epochs, mean, color=f"C{i}", label=label)
+                ax.plot(epochs, mean, color=colors[init], label=label)
                 label = None
             if len(diverged):
                 where = pd.to_numeric(diverged.get("diverged_epoch"),
                                       errors="coerce").fillna(1)
                 low, high = ax.get_ylim()
-                ax.scatter(where, [low] * len(where), marker="x", s=50, color=f"C{i}",
+                ax.scatter(where, [low] * len(where), marker="x", s=50, color=colors[init],
                            zorder=4, label=label, clip_on=False)
         key = key if isinstance(key, tuple) else (key,)
         ax.set_title(", ".join(f"{f.removeprefix('cfg.')}={v}" for f, v in zip(

@@ -294,6 +294,7 @@ def run(
     # sweep jobs run without a progress bar: a line now and then shows long ones moving
     history = HistoryRecorder(None if progress_bar else PROGRESS_EVERY_S, name)
     probe_cb: InitProbe | None = None
+    diag_cb: Any = None  # training diagnostics: end-of-training scalars for the summary
     loggers: list[Any] = []
     task = "classification"
     interrupted = None
@@ -321,7 +322,8 @@ def run(
             probe_cb = InitProbe.from_config(diag, act_cfg.get("name"))
             callbacks.append(probe_cb)
         if diag.get("callback"):
-            callbacks.append(instantiate(diag.callback))
+            diag_cb = instantiate(diag.callback)
+            callbacks.append(diag_cb)
         ckpt_path = None
         if cfg.get("checkpoint", False):
             from pytorch_lightning.callbacks import ModelCheckpoint
@@ -366,6 +368,7 @@ def run(
         record_interruption(summary, interrupted)
         log.warning("run %s interrupted: %s", name, interrupted)
     record_history(summary, history.rows, cfg, task, probe_cb)
+    summary.update(getattr(diag_cb, "summary", None) or {})
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
         return summary

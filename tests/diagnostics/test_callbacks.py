@@ -145,3 +145,25 @@ def test_check_stride_sets_what_patience_counts(tmp_path, caplog, check_every, w
     with caplog.at_level(logging.WARNING, logger="initlab.diagnostics"):
         fit(tmp_path, Tiny(loss_scale=1e6, lr=0.0), cb, max_steps=8)
     assert len([r for r in caplog.records if r.name == "initlab.diagnostics"]) == warns
+
+
+def test_final_dead_fractions_reach_the_summary(tmp_path):
+    # half the hidden ReLUs are off on every input (a large negative bias): no gradient
+    # reaches them, so they are still dead after training; the others are always on
+    module = Tiny()
+    with torch.no_grad():
+        module.net[0].weight.mul_(0.01)
+        module.net[0].bias[:8] = -100.0
+        module.net[0].bias[8:] = 100.0
+    cb = TrainingDiagnostics(log_every_n_steps=2)
+    fit(tmp_path, module, cb, max_epochs=2)
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)[:8]  # the first training batch: the callback's fixed batch
+    with torch.no_grad():
+        expected = (torch.relu(module.net[0](x)) <= 0).all(0).float().mean().item()
+    assert expected == 0.5
+    assert cb.summary["final_dead_frac_mean"] == pytest.approx(expected)
+    assert cb.summary["final_dead_frac_max"] == pytest.approx(expected)  # the head: 0
+    off = TrainingDiagnostics(dead_frac=False)
+    fit(tmp_path / "off", Tiny(), off, max_epochs=1)
+    assert off.summary == {}

@@ -17,6 +17,7 @@ EXPERIMENTS = {
     "irnn2015": ("adding", "adding"),
     "fixup2019": ("digits", "cifar10"),
     "lsuv2015": ("digits", "cifar10"),
+    "init_claims": ("digits", "mnist"),
 }
 OFFLINE = {"digits": "DigitsDataModule", "adding": "AddingDataModule",
            "teacher": "TeacherDataModule"}

@@ -21,11 +21,13 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_rebuilds_everything(basic_sweep, make_run, png_ok) -> None:
     make_run(basic_sweep, 4, init="random", seed=0, status="diverged", val=(0.1, 0.1))
-    (basic_sweep / "5_init=random,seed=1").mkdir()
+    make_run(basic_sweep, 5, init="random", seed=1, status="incomplete")  # only .hydra/
+    (basic_sweep / "6_stray").mkdir()  # an empty folder is no run
     proc = _run(str(basic_sweep), "--heatmap-axes", "init", "activation")
     assert proc.returncode == 0, proc.stderr
     assert "6 runs: 4 completed, 1 diverged, 1 incomplete" in proc.stdout
-    assert "WARNING" in proc.stderr and "5_init=random,seed=1" in proc.stderr
+    assert "WARNING" in proc.stderr and "5_init=random,activation=relu,seed=1" in proc.stderr
+    assert "6_stray" not in proc.stderr
     for name in ("results.csv", "summary.csv", "report.md"):
         assert (basic_sweep / name).is_file()
         assert str(basic_sweep / name) in proc.stdout

@@ -135,12 +135,13 @@ def test_diagnostics_figure_via_diagnostics_package(tmp_path, make_run, monkeypa
         set(frame.columns)
     assert "plots/signal_propagation.png" in written["report"].read_text()
     assert _no_temp_files(sweep)
-    # the same colour per init as in the curves (tab10 in order of appearance)
+    # the same colour per init as in the curves, and in every sweep (fixed per scheme)
     import matplotlib.pyplot as plt
 
     tab10 = plt.get_cmap("tab10")
     assert calls["hue_order"] == ["he", "xavier"]
-    assert calls["colors"] == {"he": tab10(0), "xavier": tab10(1)}
+    assert calls["colors"] == {"he": tab10(plots.SCHEME_COLORS["he"]),
+                               "xavier": tab10(plots.SCHEME_COLORS["xavier"])}
 
 
 def test_diagnostics_figure_skipped_without_function(tmp_path, make_run, monkeypatch,
@@ -246,20 +247,22 @@ def test_init_histograms_of_one_run(tmp_path, make_run, png_ok) -> None:
     assert "plots/init_histograms.png" in (sweep / "report.md").read_text()
 
 
-def test_epochs_to_target_box_is_over_the_completed_runs_only(tmp_path, make_run,
-                                                              monkeypatch, png_ok) -> None:
-    # as summary.csv's epochs_to_target_mean: the box is over completed runs that reached
-    # the target; a run that reached it and diverged later is an x mark, not in the box
+def test_epochs_to_target_mean_and_ci_are_over_the_completed_runs_only(
+        tmp_path, make_run, monkeypatch, png_ok) -> None:
+    # as summary.csv's epochs_to_target_mean: the point with its 95 % CI is over the
+    # completed runs that reached the target; a run that reached it and diverged later is
+    # an x mark, not in the mean
     from matplotlib.axes import Axes
+    from scipy import stats
 
-    boxes = []
-    real = Axes.boxplot
+    bars = []
+    real = Axes.errorbar
 
-    def spy(self, x, *args, **kwargs):
-        boxes.append(sorted(float(v) for v in x[0]))
-        return real(self, x, *args, **kwargs)
+    def spy(self, x, y, *args, **kwargs):
+        bars.append((list(y), kwargs.get("yerr")))
+        return real(self, x, y, *args, **kwargs)
 
-    monkeypatch.setattr(Axes, "boxplot", spy)
+    monkeypatch.setattr(Axes, "errorbar", spy)
     sweep = tmp_path / "s"
     make_run(sweep, 0, seed=0, val=(0.5, 0.95))  # reached at epoch 2
     make_run(sweep, 1, seed=1, val=(0.5, 0.8, 0.95))  # at epoch 3
@@ -268,7 +271,11 @@ def test_epochs_to_target_box_is_over_the_completed_runs_only(tmp_path, make_run
     assert sorted(results["epochs_to_target"]) == [1, 2, 3]
     written = plots.plot_all(sweep, results)
     assert png_ok(written["epochs_to_target"])
-    assert boxes == [[2.0, 3.0]]
+    ((means, yerr),) = bars
+    assert means == [2.5]
+    # t_{0.975, 1} * std([2, 3]) / sqrt(2)
+    half = stats.t.ppf(0.975, 1) * np.std([2.0, 3.0], ddof=1) / np.sqrt(2)
+    assert yerr[0][0] == pytest.approx(half) and yerr[1][0] == pytest.approx(half)
 
 
 def test_a_panel_says_which_init_has_no_curve_in_it(tmp_path, make_run, monkeypatch,

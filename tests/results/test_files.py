@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +57,43 @@ def test_no_rows_gives_the_header_so_the_file_reads_as_an_empty_table(tmp_path) 
     frame = pd.read_csv(path)
     assert frame.empty and list(frame.columns) == ["epoch", "step", "train_loss"]
     assert csv_text([{"a": 1}], ("x",)) == "a\n1\n"  # rows decide the columns when given
+
+
+@pytest.fixture(params=[0o022, 0o077, 0o002])
+def umask(request):  # noqa: ANN201
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def _plain_open_mode(folder: Path) -> int:
+    probe = folder / "plain.txt"
+    with open(probe, "w") as f:
+        f.write("x")
+    mode = stat.S_IMODE(probe.stat().st_mode)
+    probe.unlink()
+    return mode
+
+
+def test_run_and_sweep_files_get_the_mode_open_gives_under_the_umask(
+        tmp_path: Path, umask: int, make_run) -> None:
+    # a shared results folder: others must read what the umask lets them (0600 before)
+    from initlab.results.aggregate import aggregate
+    from initlab.results.files import current_umask, write_json
+
+    assert current_umask() == umask
+    expected = 0o666 & ~umask
+    assert _plain_open_mode(tmp_path) == expected
+    run = tmp_path / "run"
+    written = [write_json(run / "summary.json", {"status": "completed"}),
+               write_csv(run / "history.csv", [{"epoch": 1, "val_acc": 0.5}])]
+    sweep = tmp_path / "sweep"
+    make_run(sweep, 0)
+    make_run(sweep, 1, init="xavier")
+    out = aggregate(sweep, plots=False)
+    written += [out["results"], out["summary"], out["report"]]
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+    assert current_umask() == umask  # reading it did not change it

@@ -159,9 +159,10 @@ class TrainingDiagnostics(pl.Callback):
     ||W_after - W_before|| / ||W_before|| across the optimizer step, ``diag/dead_frac/<layer>``
     at the end of each epoch that had a logging step, on its validation pass (else on the
     first ``fixed_batch_size`` examples of the first training batch; eval mode, no grad;
-    "dead" as in ``probe``), and with ``histograms=True`` TensorBoard histograms
-    ``diag/weights/<layer>`` (logging steps) and ``diag/activations/<layer>`` (with the dead
-    fractions).
+    "dead" as in ``probe``) and once more at the end of training on that fixed batch (then
+    only in ``summary``: ``final_dead_frac_max`` / ``final_dead_frac_mean``), and with
+    ``histograms=True`` TensorBoard histograms ``diag/weights/<layer>`` (logging steps) and
+    ``diag/activations/<layer>`` (with the dead fractions).
 
     A warning (logger ``initlab.diagnostics``) is issued once per episode when the total
     gradient norm exceeds ``explode_bound`` (or is not finite), or the first layer's (in
@@ -216,6 +217,8 @@ class TrainingDiagnostics(pl.Callback):
         self._flags: list[torch.Tensor | list[bool]] = []
         self._episodes = EpisodeCounter(patience)
         self._last_total: torch.Tensor | float | None = None
+        # scalars for the run's summary.json, set at the end of training
+        self.summary: dict[str, float] = {}
 
     # -- setup -------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -491,6 +494,29 @@ class TrainingDiagnostics(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._read_counters(trainer)
         self._remove_order_hooks()
+        self._final_dead_fractions(trainer, pl_module)
+
+    def _final_dead_fractions(self, trainer: pl.Trainer, pl_module: pl.LightningModule
+                              ) -> None:
+        """Dead fractions of the trained network on the fixed batch (eval mode, no grad),
+        whatever the logging schedule: ``summary`` gets ``final_dead_frac_max`` (over all
+        weight layers, as ``init_dead_frac_max``) and ``final_dead_frac_mean`` (over the
+        hidden layers: all but the output layer), the values the init probe's
+        ``init_dead_frac_*`` are compared with ("does an init prevent dying units?")."""
+        if not self.dead_frac or self._fixed is None:
+            return
+        finish = self._start_capture(pl_module)
+        try:
+            with preserved_state(pl_module, train=False), torch.no_grad():
+                pl_module(self._fixed)
+        finally:
+            dead, _ = finish()
+        if not dead:
+            return
+        fractions = list(dead.values())  # forward order; the last is the output layer
+        hidden = fractions[:-1] or fractions
+        self.summary = {"final_dead_frac_max": max(fractions),
+                        "final_dead_frac_mean": sum(hidden) / len(hidden)}
 
     # -- output ----------------------------------------------------------------------------
     @staticmethod

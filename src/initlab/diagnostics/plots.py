@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from initlab.diagnostics.probe import ForwardRecorder, preserved_state
@@ -35,6 +36,7 @@ def plot_signal_propagation(
     hue: str = "init",
     colors: Mapping[str, Any] | None = None,
     hue_order: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Path:
     """Glorot & Bengio (2010) picture: per-layer activation std (top row) and gradient std
     (bottom row) at init against the layer index, log y, one line per ``hue`` value (init
@@ -45,8 +47,10 @@ def plot_signal_propagation(
     ``facet`` / ``hue`` columns give a single column / a single line. ``colors`` and
     ``hue_order`` (e.g. those of the sweep's other figures) fix each hue's colour and the
     legend order; hues they do not name follow, sorted, in matplotlib's default cycle.
+    ``title``: the figure's title (default "Signal propagation at initialization").
     """
-    return _save(signal_propagation_figure(records, facet, hue, colors, hue_order), path)
+    return _save(signal_propagation_figure(records, facet, hue, colors, hue_order, title),
+                 path)
 
 
 def signal_propagation_figure(
@@ -55,6 +59,7 @@ def signal_propagation_figure(
     hue: str = "init",
     colors: Mapping[str, Any] | None = None,
     hue_order: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Figure:
     """The figure of ``plot_signal_propagation``, unsaved."""
     df = records.copy()
@@ -68,27 +73,38 @@ def signal_propagation_figure(
     hues += sorted(present - set(hues))
     colors = {h: (colors or {}).get(h, f"C{i % 10}") for i, h in enumerate(hues)}
 
-    fig = Figure(figsize=(3.6 * len(facets) + 1.5, 6.0), layout="constrained")
+    fig = Figure(figsize=(3.8 * len(facets) + 1.5, 6.0), layout="constrained")
     axes = fig.subplots(2, len(facets), squeeze=False, sharex="col")
     for j, f in enumerate(facets):
+        here = mean[mean["_facet"] == f]
+        head = int(here["index"].max()) if len(here) else None  # the last weight layer
         for i, (col, label) in enumerate(
             [("act_std", "activation std"), ("grad_std", "gradient std dL/d(pre-act)")]
         ):
             ax = axes[i][j]
             for h in hues:
-                sel = mean[(mean["_facet"] == f) & (mean["_hue"] == h)].sort_values("index")
+                sel = here[here["_hue"] == h].sort_values("index")
                 values = sel[col].where(sel[col] > 0)  # log scale: drop zeros
                 ax.plot(sel["index"], values, marker="o", ms=3, color=colors[h], label=h)
             ax.set_yscale("log")
             ax.grid(True, which="both", alpha=0.3)
-            if j == 0:
-                ax.set_ylabel(label)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if head is not None and head > 0:
+                ax.axvspan(head - 0.4, head + 0.4, color="0.85", zorder=0, lw=0)
+                ax.text(head, 0.02, "output\nlayer", transform=ax.get_xaxis_transform(),
+                        ha="center", va="bottom", fontsize=7, color="0.35")
+            ax.set_ylabel(label)
             if i == 0:
                 ax.set_title(f"{facet_col}={f}" if facet_col else "")
             else:
-                ax.set_xlabel("layer index")
+                ax.set_xlabel("weight layer (0 = first)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, title=hue_col, loc="outside right center")
+    n_runs = records["run"].nunique() if "run" in records else None
+    over = (f"; mean over {n_runs} runs" if n_runs and n_runs > len(hues) * len(facets)
+            else "")
+    head_title = title or "Signal propagation at initialization"
+    fig.suptitle(f"{head_title} (one batch{over})", fontsize=10)
     return fig
 
 

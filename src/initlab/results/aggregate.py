@@ -1,10 +1,12 @@
 """Sweep folder -> results.csv (one row per run), summary.csv (over seeds), plots/, report.md.
 
 A *run folder* is any folder under the sweep folder that holds ``.hydra/`` or
-``summary.json`` (its sub-folders are not searched further), or an empty direct
-sub-folder (a job killed before Hydra wrote anything).  Hidden folders and ``plots/``
-are never run folders.  A run folder without a readable, finished ``summary.json`` is
-listed as ``incomplete`` with a warning; aggregation never raises because of one.
+``summary.json`` (its sub-folders are not searched further).  Other folders (an empty
+stray folder, notes), hidden folders and ``plots/`` are never run folders.  A run folder
+without a readable, finished ``summary.json`` is listed as ``incomplete`` with a
+warning; aggregation never raises because of one.  A finished run whose summary names a
+``history.csv`` that is missing or unreadable keeps its status and gets a ``warning``
+(its learning curves are left out of the plots).
 
 Rules (also in docs/results.md):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +66,7 @@ METRICS = [
 ]
 RUN_FACTS = ["diverged_step", "diverged_epoch", "steps", "fit_time_s", "ms_per_step",
              "wall_time_s", "n_params"]
-ERROR_COLUMNS = ["error_type", "error"]
+ERROR_COLUMNS = ["error_type", "error", "warning"]
 # Init diagnostics: top-level scalars with these prefixes, plus these exact keys.
 DIAG_PREFIXES = ("init_", "meanfield_")
 DIAG_KEYS = ("measured_chi1", "mean_sq_singular_value", "max_singular_value",
@@ -73,6 +76,8 @@ SUMMARY_METRICS = [
     "best_val_acc", "final_val_acc", "test_acc", "final_train_acc",
     "best_val_loss", "final_val_loss", "test_loss", "best_train_loss", "final_train_loss",
     "epochs_to_target", "best_epoch", "wall_time_s",
+    # dead units after training (TrainingDiagnostics), against init_dead_frac_* at init
+    "final_dead_frac_max", "final_dead_frac_mean",
 ]
 # Summary keys that are not results columns (nested or bulky).
 SKIPPED_KEYS = frozenset({"config", "init_diagnostics", "traceback", "history", "data",
@@ -85,6 +90,22 @@ INT_COLUMNS = frozenset({"seed", "best_epoch", "epochs_to_target", "epochs_run",
 
 class NotASweepError(ValueError):
     """The folder does not exist or holds no run folder."""
+
+
+class SweepWriteError(OSError):
+    """An output of the aggregation could not be written (a read-only sweep folder, a
+    full disk, a file where the ``plots`` folder should be); the message names the
+    folder and the file."""
+
+
+def _writing(sweep: Path, what: str, write: Any) -> Any:
+    """``write()``, with an OSError turned into a one-line ``SweepWriteError``."""
+    try:
+        return write()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise SweepWriteError(exc.errno, f"cannot write {what} into the sweep folder "
+                                         f"{sweep}: {reason}") from exc
 
 
 # --------------------------------------------------------------------------- scanning
@@ -105,17 +126,9 @@ def run_dirs(sweep_dir: str | Path) -> list[Path]:
             found.append(here)
             dirnames[:] = []  # a run's own sub-folders (TensorBoard, .hydra) are not runs
             continue
-        if here == root:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != PLOTS_DIR]
-            for d in dirnames:
-                try:
-                    empty = not any(os.scandir(root / d))
-                except OSError:
-                    empty = False
-                if empty:
-                    found.append(root / d)
-        else:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        # an empty folder is not a run: Hydra writes .hydra/ before the job starts
+        dirnames[:] = [d for d in dirnames
+                       if not d.startswith(".") and not (here == root and d == PLOTS_DIR)]
     return sorted(found, key=lambda p: (len(p.parts), _job_num(p), str(p)))
 
 
@@ -143,11 +156,15 @@ def _config_from_hydra(run_dir: Path) -> dict[str, Any]:
 
         from initlab.config import study_config
 
-        cfg = OmegaConf.load(hydra_dir / "config.yaml")
+        saved: list[str] = []
+        cfg = OmegaConf.create(_resolvers_as_text(
+            OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"), resolve=False),
+            saved))
         try:
             flat = study_config(cfg)
-        except Exception:  # noqa: BLE001 - an interpolation that needs Hydra's runtime
+        except Exception:  # noqa: BLE001 - e.g. an interpolation to a missing key
             flat = _flat_unresolved(cfg)
+        flat = {k: _saved_text(v, saved) for k, v in flat.items()}
         if "seed" in flat:
             row["seed"] = flat["seed"]
         for key, value in flat.items():
@@ -159,6 +176,38 @@ def _config_from_hydra(run_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         log.debug("no config in %s/config.yaml: %s", hydra_dir, exc)
     return row
+
+
+_RESOLVER_CALL = re.compile(r"\$\{\s*[\w.-]+\s*:")
+_SAVED = "\x00saved{}\x00"  # stands for a saved text while the rest is resolved
+
+
+def _resolvers_as_text(node: Any, saved: list[str]) -> Any:
+    """A saved config with every value that calls a resolver (``${oc.env:X}``,
+    ``${now:...}``, ``${hydra:...}``) replaced by a placeholder for its saved text (in
+    ``saved``): resolving it here would show the reader's environment, not the run's.
+    Plain references (``${model.width}``) stay: the saved config decides them."""
+    if isinstance(node, dict):
+        return {k: _resolvers_as_text(v, saved) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolvers_as_text(v, saved) for v in node]
+    if isinstance(node, str) and _RESOLVER_CALL.search(node):
+        saved.append(node)
+        return _SAVED.format(len(saved) - 1)
+    return node
+
+
+def _saved_text(value: Any, saved: list[str]) -> Any:
+    """``value`` with the placeholders of ``_resolvers_as_text`` put back."""
+    if isinstance(value, str) and "\x00" in value:
+        for i, text in enumerate(saved):
+            value = value.replace(_SAVED.format(i), text)
+    return value
+
+
+def unresolved(value: Any) -> bool:
+    """A config cell that holds a saved interpolation's text (its value is unknown)."""
+    return isinstance(value, str) and "${" in value
 
 
 def _flat_unresolved(cfg: Any) -> dict[str, Any]:
@@ -221,10 +270,32 @@ def load_run(run_dir: Path, sweep_dir: Path
         row["status"] = "incomplete"
         row.setdefault("error_type", "Unfinished")
         row.setdefault("error", f"summary status {status!r}: the run did not finish")
+    problem = _history_problem(run_dir, s)
+    if problem:
+        log.warning("run folder %s: %s", run_dir, problem)
+        row["warning"] = problem
     diag = s.get("init_diagnostics")
     records = [r for r in diag if isinstance(r, dict)] if isinstance(diag, list) else []
     hists = s.get("init_act_histograms")
     return row, records, hists if isinstance(hists, list) else []
+
+
+def _history_problem(run_dir: Path, summary: dict[str, Any]) -> str | None:
+    """Why the history file a finished summary names cannot be read (None when it can)."""
+    name = summary.get("history")
+    if not isinstance(name, str) or not name:
+        return None
+    path = run_dir / name
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline()
+    except FileNotFoundError:
+        return f"{name} is missing (summary.json names it): no learning curves for this run"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{name} is unreadable ({type(exc).__name__}: {exc}): no learning curves"
+    if "epoch" not in header.split(","):
+        return f"{name} has no header row (empty or damaged): no learning curves"
+    return None
 
 
 def is_diag_column(col: str) -> bool:
@@ -265,6 +336,9 @@ class Scan:
     # the first run (in folder order) with activation histograms at init: its "run",
     # "init" and "activation", and its per-layer histograms under "layers"; {} if none
     init_histograms: dict[str, Any] = field(default_factory=dict)
+    # the same for the first run of each (init, activation, model, layers): the figure
+    # compares the inits of one architecture and activation
+    init_histogram_runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
@@ -274,13 +348,18 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
     sweep = Path(sweep_dir)
     rows, diag_frames = [], []
     init_histograms: dict[str, Any] = {}
+    hist_runs: dict[tuple[str, ...], dict[str, Any]] = {}
     int_keys: set[str] = set()
     float_keys: set[str] = set()
     for d in run_dirs(sweep):
         row, records, hists = load_run(d, sweep)
-        if hists and not init_histograms:
-            init_histograms = {**{k: row.get(k) for k in ("run", "init", "activation")},
-                               "layers": hists}
+        if hists:
+            entry = {**{k: row.get(k) for k in ("run", "init", "activation", "model")},
+                     "layers": hists}
+            init_histograms = init_histograms or entry
+            layer_names = ",".join(str(h.get("layer")) for h in hists if isinstance(h, dict))
+            hist_runs.setdefault((str(row.get("init")), str(row.get("activation")),
+                                  str(row.get("model")), layer_names), entry)
         for key, value in row.items():
             if type(value) is int:
                 int_keys.add(key)
@@ -308,7 +387,7 @@ def scan(sweep_dir: str | Path, diagnostics: bool = True) -> Scan:
                 out.update(run_info)  # facets/hues are the run's axes, not the layer's
                 flat.append(out)
         diag = pd.DataFrame(flat)
-    return Scan(frame, diag, init_histograms)
+    return Scan(frame, diag, init_histograms, list(hist_runs.values()))
 
 
 STATUS_ORDER = {s: i for i, s in enumerate(STATUSES)}  # which copy of a run counts
@@ -390,7 +469,9 @@ def varying_config_keys(results: pd.DataFrame) -> list[str]:
     keys = []
     for col in results.columns:
         if col.startswith("cfg.") and col not in MIRROR_KEYS:
-            if known[col].dropna().astype(str).nunique() > 1:
+            values = known[col].dropna()
+            values = values[~values.map(unresolved)]  # a saved ${...} text: value unknown
+            if values.astype(str).nunique() > 1:
                 keys.append(col)
     return keys
 
@@ -556,7 +637,97 @@ def summarize(results: pd.DataFrame, keys: SweepKeys | None = None) -> pd.DataFr
     if out["task"].isna().any():
         fallback = task_of(frame)
         out["task"] = out["task"].fillna(fallback)
-    return _rank(out, keys)
+    return best_tuned(_rank(out, keys), keys)
+
+
+# --------------------------------------------------------------------------- best lr
+
+TUNED_PREFIX = "cfg.optimizer."  # swept keys read as hyper-parameters to tune per init
+
+
+def tuned_keys(keys: SweepKeys) -> list[str]:
+    """Swept optimizer keys (``cfg.optimizer.lr``, ...): each init is read at its own best
+    setting of them, since one fixed lr favours whichever init it happens to suit."""
+    return [k for k in keys.context if k.startswith(TUNED_PREFIX) and k in keys.swept]
+
+
+def best_column(key: str) -> str:
+    """``cfg.optimizer.lr`` -> ``best_optimizer.lr``."""
+    return f"best_{display_name(key)}"
+
+
+def _score(summary: pd.DataFrame) -> pd.Series:
+    """The ranking metric's mean, signed so that higher is better."""
+    score = pd.Series(np.nan, index=summary.index)
+    for task in summary["task"].dropna().unique():
+        metric, higher = rank_metric(str(task))
+        rows = summary["task"].eq(task)
+        if f"{metric}_mean" in summary:
+            vals = pd.to_numeric(summary.loc[rows, f"{metric}_mean"], errors="coerce")
+            score[rows] = vals if higher else -vals
+    return score
+
+
+def _edge(value: Any, values: pd.Series) -> str:
+    """``largest`` / ``smallest`` when ``value`` is the end of the numeric ``values``
+    (two or more distinct), else empty."""
+    nums = pd.to_numeric(values, errors="coerce").dropna().unique()
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if len(nums) < 2 or not np.isfinite(v):
+        return ""
+    if v >= nums.max():
+        return "largest"
+    if v <= nums.min():
+        return "smallest"
+    return ""
+
+
+def best_tuned(summary: pd.DataFrame, keys: SweepKeys) -> pd.DataFrame:
+    """Best-lr reading of summary.csv when optimizer keys are swept (``tuned_keys``):
+    per init setting and value of every other swept key, the configuration with the best
+    mean ranking metric over its completed seeds gets ``at_best`` = True; every row of
+    the group gets ``best_<key>`` (the best value) and ``best_<key>_edge`` (``largest`` /
+    ``smallest`` when the best value is the end of the swept range: the range may be too
+    narrow), and the best rows a ``best_rank``: the inits ranked at their own best
+    setting within each value of the other swept keys.  Unchanged without tuned keys."""
+    tuned = [k for k in tuned_keys(keys) if k in summary]
+    if not tuned or summary.empty:
+        return summary
+    outer = [k for k in keys.context if k not in tuned and k in summary]
+    hue = [k for k in keys.competitors if k in summary]
+    score = _score(summary)
+    at_best = pd.Series(False, index=summary.index)
+    cols: dict[str, pd.Series] = {}
+    for k in tuned:
+        cols[best_column(k)] = pd.Series([None] * len(summary), index=summary.index,
+                                         dtype=object)
+        cols[f"{best_column(k)}_edge"] = pd.Series("", index=summary.index, dtype=object)
+    by = outer + hue
+    groups = summary.groupby(by, sort=False, dropna=False) if by else [((), summary)]
+    for _, g in groups:
+        sc = score[g.index].dropna()
+        if sc.empty:
+            continue
+        best = sc.idxmax()
+        at_best[best] = True
+        for k in tuned:
+            cols[best_column(k)].loc[g.index] = summary.at[best, k]
+            cols[f"{best_column(k)}_edge"].loc[g.index] = _edge(summary.at[best, k], g[k])
+    best_rank = pd.Series(np.nan, index=summary.index)
+    chosen = summary.index[at_best]
+    if len(chosen):
+        ctx = (summary.loc[chosen].groupby(outer, sort=False, dropna=False).ngroup()
+               if outer else pd.Series(0, index=chosen))
+        best_rank[chosen] = score[chosen].groupby(ctx).rank(method="min", ascending=False)
+    out = summary.copy()
+    pos = out.columns.get_loc("rank_by") + 1
+    new = {"at_best": at_best, "best_rank": best_rank.astype("Int64"), **cols}
+    for i, (name, col) in enumerate(new.items()):
+        out.insert(pos + i, name, col)
+    return out
 
 
 def _rank(summary: pd.DataFrame, keys: SweepKeys) -> pd.DataFrame:
@@ -582,6 +753,28 @@ def _rank(summary: pd.DataFrame, keys: SweepKeys) -> pd.DataFrame:
     return summary.loc[order.index].reset_index(drop=True)
 
 
+def runs_at_best(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKeys
+                 ) -> pd.DataFrame:
+    """The runs of each init setting's best tuned configuration (all runs when no
+    optimizer key is swept)."""
+    runs = results[attributed(results)]
+    if not tuned_keys(keys) or "at_best" not in summary:
+        return runs
+    group = [k for k in keys.group if k in summary and k in runs]
+    best = summary[summary["at_best"].astype(bool)]
+    ids = {_row_id(r, group) for _, r in best.iterrows()}
+    mine = runs.apply(lambda r: _row_id(r, group) in ids, axis=1)
+    return runs[mine]
+
+
+def _row_id(row: pd.Series, keys: Sequence[str]) -> str:
+    parts = []
+    for k in keys:
+        v = row.get(k)
+        parts.append("" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
+    return "\x1f".join(parts)
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -589,14 +782,19 @@ def aggregate(
     sweep_dir: str | Path,
     plots: bool = True,
     axes: tuple[str, str] | Sequence[str] | None = None,
+    formats: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write results.csv, summary.csv, plots/ (``plots=True``) and report.md into
     ``sweep_dir``; every file is replaced atomically.  ``axes=(row, col)``: the heatmap's
-    axes (default init x activation, see :func:`default_heatmap_axes`).
+    axes (default init x activation, see :func:`default_heatmap_axes`).  ``formats``:
+    figure formats (``png`` always; ``pdf``, ``svg`` also, for papers).  Raises
+    SweepWriteError (one line, naming the folder and the file) when an output cannot be
+    written.
 
     Returns the written paths: ``results``, ``summary``, ``report`` and ``plots`` (the
     folder) when plots were made.  Raises NotASweepError if ``sweep_dir`` is not a folder,
-    ValueError for unknown heatmap axes (before anything is written).
+    ValueError for unknown heatmap axes or figure formats (before anything is
+    written).
     """
     sweep = Path(sweep_dir)
     if not sweep.is_dir():
@@ -606,6 +804,10 @@ def aggregate(
     results = counted(everything)  # the statistics, plots and report: each run once
     keys = sweep_keys(results)
     heat_axes: tuple[str, str] | None = None
+    if plots:
+        from initlab.results.plots import check_formats
+
+        check_formats(formats)  # a bad format is refused before anything is written
     if plots and not results.empty:
         if axes is not None:
             if len(axes) != 2:
@@ -615,18 +817,22 @@ def aggregate(
             heat_axes = default_heatmap_axes(results)
     summary = summarize(results, keys)
     written: dict[str, Path] = {
-        "results": write_csv(sweep / RESULTS_FILE, everything),
-        "summary": write_csv(sweep / SEED_SUMMARY_FILE, summary),
+        "results": _writing(sweep, RESULTS_FILE,
+                            lambda: write_csv(sweep / RESULTS_FILE, everything)),
+        "summary": _writing(sweep, SEED_SUMMARY_FILE,
+                            lambda: write_csv(sweep / SEED_SUMMARY_FILE, summary)),
     }
     figures: dict[str, Path] = {}
     if plots and not results.empty:
         from initlab.results.plots import plot_all
 
         written["plots"] = sweep / PLOTS_DIR
+        _writing(sweep, f"{PLOTS_DIR}/", lambda: written["plots"].mkdir(exist_ok=True))
         try:
-            figures = plot_all(sweep, results, keys=keys, axes=heat_axes,
+            figures = plot_all(sweep, results, keys=keys, axes=heat_axes, summary=summary,
                                diagnostics=_counted_diagnostics(found.diagnostics, results),
-                               init_histograms=found.init_histograms)
+                               init_histograms=found.init_histogram_runs,
+                               formats=formats)
         except Exception as exc:  # noqa: BLE001 - plots must not lose the tables
             log.error("plotting failed (%s: %s); the tables and report are written",
                       type(exc).__name__, exc, exc_info=True)
@@ -634,7 +840,8 @@ def aggregate(
 
     text = build_report(sweep, results, summary, keys=keys, plots=figures,
                         duplicates=everything[~everything.index.isin(results.index)])
-    written["report"] = atomic_write_text(sweep / REPORT_FILE, text)
+    written["report"] = _writing(sweep, REPORT_FILE,
+                                 lambda: atomic_write_text(sweep / REPORT_FILE, text))
     return written
 
 

@@ -46,11 +46,20 @@ def _fmt(label: str, value: Any) -> str:
 
 class AggregateSweep(Callback):
     """``hydra.callbacks.aggregate.plots=false`` skips the figures;
-    ``hydra.callbacks.aggregate.heatmap_axes=[init,model.depth]`` picks the heatmap's axes."""
+    ``hydra.callbacks.aggregate.heatmap_axes=[init,model.depth]`` picks the heatmap's axes;
+    ``hydra.callbacks.aggregate.formats=[png,pdf]`` also writes each figure as PDF (or
+    ``svg``), for papers."""
 
-    def __init__(self, plots: bool = True, heatmap_axes: list[str] | None = None) -> None:
+    def __init__(self, plots: bool = True, heatmap_axes: list[str] | None = None,
+                 formats: list[str] | None = None) -> None:
+        from initlab.results.plots import check_formats
+
         self.plots = plots
         self.heatmap_axes = list(heatmap_axes) if heatmap_axes else None
+        try:
+            self.formats = list(check_formats(formats))
+        except ValueError as exc:  # at the start of the sweep, not after its last job
+            raise ValueError(f"hydra.callbacks.aggregate.formats: {exc}") from None
         self.total: int | None = None
         self.done = 0
         self.refused = 0  # jobs that stopped before writing a summary (e.g. foreign folder)
@@ -106,14 +115,19 @@ class AggregateSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         import pandas as pd
 
-        from initlab.results.aggregate import aggregate, status_line
+        from initlab.results.aggregate import SweepWriteError, aggregate, status_line
 
         sweep = Path(config.hydra.sweep.dir)
         try:
-            written = aggregate(sweep, plots=self.plots, axes=self.heatmap_axes)
-        except ValueError as exc:  # an unknown heatmap axis: keep the default ones
-            log.warning("%s; using the default heatmap axes", exc)
-            written = aggregate(sweep, plots=self.plots)
+            try:
+                written = aggregate(sweep, plots=self.plots, axes=self.heatmap_axes,
+                                    formats=self.formats)
+            except ValueError as exc:  # an unknown heatmap axis: keep the default ones
+                log.warning("%s; using the default heatmap axes", exc)
+                written = aggregate(sweep, plots=self.plots, formats=self.formats)
+        except SweepWriteError as exc:  # the runs are done; say so in one line
+            raise SystemExit(f"{exc.strerror}; the runs are in {sweep}: aggregate them "
+                             "elsewhere with python scripts/aggregate.py") from None
         results = pd.read_csv(written["results"])
         print(status_line(results))
         print(f"results: {written['results']}")

@@ -5,6 +5,10 @@ one. The writes are not fsync'ed: after a power loss a just-written file may be 
 and an unreadable summary already counts as an unfinished run (resume reruns it,
 aggregation lists it as incomplete). An fsync per file would cost each run about a
 millisecond on a local disk and far more on a cluster's network file system.
+
+The files get the mode a plain ``open(path, "w")`` would give them, ``0o666 & ~umask``
+(``mkstemp`` alone makes them 0600: other users of a shared results folder could not read
+them).
 """
 
 from __future__ import annotations
@@ -26,12 +30,30 @@ SUMMARY_FILE = "summary.json"
 HISTORY_FILE = "history.csv"
 
 
+def current_umask() -> int:
+    """The process's umask. Read from /proc on Linux (setting it to read it back would
+    change it for a moment for every thread); elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` so readers see either the old file or the whole new one."""
+    """Write ``text`` so readers see either the old file or the whole new one; the file's
+    mode is ``0o666 & ~umask``, as ``open(path, "w")`` would make it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode is not 0600
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from initlab.results.aggregate import (  # noqa: E402
     task_of,
 )
 from initlab.results.files import HISTORY_FILE  # noqa: E402
+from initlab.results.stats import describe  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +127,13 @@ def labels(results: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     parts = []
     for k in keys:
         vals = _text(results[k])
-        parts.append(vals if k == "init" else display_name(k) + "=" + vals)
+        # a key a run does not have (the CNN's model.depth) is left out of its label
+        parts.append(vals if k == "init" else
+                     (display_name(k) + "=" + vals).where(results[k].notna(), ""))
     out = parts[0]
     for p in parts[1:]:
-        out = out + ", " + p
-    return out
+        out = out.str.cat(p, sep=", ").str.strip(", ")
+    return out.where(out != "", "-")
 
 
 def _order(values: pd.Series) -> list[str]:
@@ -141,9 +145,43 @@ def _order(values: pd.Series) -> list[str]:
         return uniq
 
 
-def _colors(hues: Sequence[str]) -> dict[str, Any]:
-    cmap = plt.get_cmap("tab10" if len(hues) <= 10 else "tab20")
-    return {h: cmap(i % cmap.N) for i, h in enumerate(hues)}
+# One colour per init scheme in every figure of every sweep (tab10 order); init settings
+# that are not a bare scheme name (he, init.gain=2.0) take the colours left, in order.
+SCHEME_COLORS = {"random": 0, "xavier": 1, "he": 2, "lecun": 3, "orthogonal": 4,
+                 "lsuv": 5, "default": 6, "zeros": 7, "identity": 8, "sparse": 9}
+
+
+def init_colors(hues: Sequence[str]) -> dict[str, Any]:
+    """Colour of each init setting label: a fixed tab10 colour for a bare scheme name,
+    the next unused one (tab20 past ten) for anything else."""
+    cmap = plt.get_cmap("tab10")
+    fixed = {h: cmap(SCHEME_COLORS[h]) for h in hues if h in SCHEME_COLORS}
+    rest = [h for h in hues if h not in fixed]
+    if len(hues) > 10:
+        big = plt.get_cmap("tab20")
+        return {h: big(i % big.N) for i, h in enumerate(hues)}
+    free = [cmap(i) for i in range(cmap.N) if i not in {SCHEME_COLORS[h] for h in fixed}]
+    return {**fixed, **{h: free[i % len(free)] for i, h in enumerate(rest)}}
+
+
+_colors = init_colors
+
+
+def seeds_text(results: pd.DataFrame) -> str:
+    """``1 seed`` / ``3 seeds`` / ``1-3 seeds``: seeds per configuration, for titles
+    (a mean over one seed shows no spread)."""
+    keys = [c for c in results.columns if c in ("task", "dataset", "model", "init",
+                                                "activation", "optimizer")
+            or (c.startswith("cfg.") and c != "cfg.seed")]
+    if "seed" not in results or results.empty:
+        return "1 seed"
+    ids = pd.Series(["\x1f".join(map(str, row)) for row in results[keys].to_numpy()]
+                    if keys else "", index=results.index)
+    per = results["seed"].groupby(ids, sort=False).nunique()
+    lo, hi = int(per.min()), int(per.max())
+    if hi <= 1:
+        return "1 seed"
+    return f"{hi} seeds" if lo == hi else f"{lo}-{hi} seeds"
 
 
 def _cap(facets: list[str], what: str) -> list[str]:
@@ -166,16 +204,35 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = N
     return fig, flat[:n]
 
 
+FORMATS = ("png", "pdf", "svg")
+_extra_formats: tuple[str, ...] = ()  # set by plot_all: also write these next to each PNG
+
+
+def check_formats(formats: Sequence[str] | None) -> tuple[str, ...]:
+    """The figure formats asked for, PNG always first; ValueError naming the allowed ones."""
+    asked = [str(f).lower().lstrip(".") for f in (formats or ["png"])]
+    bad = [f for f in asked if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown figure format(s) {', '.join(map(repr, bad))}: "
+                         f"choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(["png", *asked]))
+
+
 def save_png(fig: Any, path: Path) -> Path:
-    """Save ``fig`` as PNG under a temporary name in the same folder, then rename."""
+    """Save ``fig`` as PNG (and in the extra formats plot_all was asked for: PDF/SVG,
+    same name) under a temporary name in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
+        for fmt in ("png", *_extra_formats):
+            target = path.with_suffix(f".{fmt}")
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
+            try:
+                fig.savefig(tmp, format=fmt, dpi=DPI)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -194,6 +251,8 @@ class _Layout:
         self.facets, self.ncols = _facet_order(results[known], list(keys.facets),
                                                self.facet[known])
         self.colors = _colors(self.hues)
+        self.runs = results[known]
+        self.note = ""  # what the runs drawn are, for titles ("each init at its best lr")
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -306,8 +365,10 @@ def plot_curves(
             extra.append(Line2D([], [], color=layout.colors[h], lw=0.8, ls=":",
                                 label=f"{h}: no epoch recorded ({why(hues.index[hues == h])})"))
     _legend(fig, [h for h in layout.hues if h in drawn], layout.colors, extra, "init")
-    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: mean \u00b1 std over seeds",
-                 fontsize=10)
+    seeds = seeds_text(layout.runs)
+    spread = "one run per curve" if seeds == "1 seed" else f"mean \u00b1 std over {seeds}"
+    note = f"\n{layout.note}" if layout.note else ""
+    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: {spread}{note}", fontsize=10)
     return save_png(fig, path)
 
 
@@ -333,9 +394,11 @@ def plot_heatmap(
     layout: _Layout,
 ) -> Path | None:
     """Mean best val accuracy (regression: best val loss) of the completed runs over
-    ``row`` x ``col``, one panel per combination of the other swept keys.  Cells with
-    diverged/failed runs are hatched and say how many; cells without a completed run
-    are grey with ``div`` / ``fail``."""
+    ``row`` x ``col``, one panel per combination of the other swept keys, each cell
+    annotated with its value (4 decimals: close inits stay told apart; the best of each
+    column in bold).  Cells with diverged/failed runs are hatched and say how many (the
+    title mentions hatching only when a cell is); cells without a completed run are grey
+    with ``div`` / ``fail``."""
     runs = results[attributed(results)]
     if runs.empty or row not in runs or col not in runs:
         return None
@@ -345,6 +408,9 @@ def plot_heatmap(
     facets = _cap(order, path.name)
     rkey, ckey = _text(runs[row]), _text(runs[col])
     rows_v, cols_v = _order(rkey), _order(ckey)
+    if row == "init":  # the inits in the order of the other figures
+        rows_v = sorted(rows_v, key=lambda v: layout.hues.index(v) if v in layout.hues
+                        else len(layout.hues))
     tasks = {f: task_of(runs[facet == f]) for f in facets}
     norms: dict[str, tuple[float, float]] = {}
     cells: dict[str, tuple[np.ndarray, list[list[dict[str, int]]]]] = {}
@@ -367,10 +433,18 @@ def plot_heatmap(
             norms[tasks[f]] = (min(lo, finite.min()), max(hi, finite.max()))
     fig, axes = _grid(len(facets), width=1.1 * len(cols_v) + 2.6,
                       height=0.55 * len(rows_v) + 1.8, ncols=ncols)
+    hatched = False
     for ax, f in zip(axes, facets, strict=True):
         grid, counts = cells[f]
         task = tasks[f]
         metric, higher = rank_metric(task)
+        # the best cell of each column in bold: close values stay told apart
+        best_in_col = {}
+        for j in range(len(cols_v)):
+            col_vals = grid[:, j]
+            if np.isfinite(col_vals).any():
+                best_in_col[j] = int(np.nanargmax(col_vals) if higher else
+                                     np.nanargmin(col_vals))
         cmap = plt.get_cmap("viridis" if higher else "viridis_r").with_extremes(bad="#d0d0d0")
         vmin, vmax = norms.get(task, (0.0, 1.0))
         if vmin == vmax:
@@ -378,20 +452,22 @@ def plot_heatmap(
             vmin, vmax = vmin - pad, vmax + pad
         im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax,
                        aspect="auto")
-        fmt = ".3f" if task == "classification" else ".3g"
+        fmt = ".4f" if task == "classification" else ".4g"
         for i in range(len(rows_v)):
             for j in range(len(cols_v)):
                 cnt = counts[i][j]
                 text = _cell_text(grid[i, j], cnt, fmt)
                 bad = any(cnt.get(s) for s in ("diverged", "failed", "incomplete"))
                 if bad:
+                    hatched = True
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//",
                                            edgecolor=(0.7, 0.1, 0.1, 0.45), lw=0))
                 if text:
                     dark = np.isfinite(grid[i, j]) and (
                         (grid[i, j] - vmin) / (vmax - vmin) < 0.5) == higher
                     ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
+                            color="white" if dark else "black",
+                            fontweight="bold" if best_in_col.get(j) == i else "normal")
         ax.set_xticks(range(len(cols_v)), cols_v, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(rows_v)), rows_v, fontsize=8)
         ax.set_xlabel(display_name(col))
@@ -399,15 +475,23 @@ def plot_heatmap(
         if f != "all runs":
             ax.set_title(f, fontsize=9)
         fig.colorbar(im, ax=ax, label=METRIC_LABELS[metric], shrink=0.9)
-    fig.suptitle("mean over seeds of completed runs\nhatched: cells with diverged/failed runs",
-                 fontsize=9)
+    seeds = seeds_text(runs)
+    head = ("one completed run per cell" if seeds == "1 seed"
+            else f"mean over the completed runs ({seeds})")
+    notes = ["bold: best in its column"]
+    if hatched:
+        notes.append("hatched: cells with diverged/failed/incomplete runs")
+    if layout.note:
+        notes.insert(0, layout.note)
+    fig.suptitle(f"{head}\n{'; '.join(notes)}", fontsize=9)
     return save_png(fig, path)
 
 
 def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path | None:
-    """Epochs to reach ``target_metric`` per init setting, one point per run (box over the
-    completed runs that reached it; diverged runs are x marks); runs that never did sit on
-    the "not reached" row."""
+    """Epochs to reach ``target_metric`` per init setting: the mean over the completed
+    runs that reached it with its 95 % CI (a diamond with error bars), and each run as a
+    small point beside it (diverged runs x marks); runs that never did sit on the "not
+    reached" row."""
     runs = results[results["status"].isin(["completed", "diverged"]) & attributed(results)]
     if runs.empty or "epochs_to_target" not in runs:
         return None
@@ -427,7 +511,7 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     facets = _cap([f for f in layout.facets if f in set(layout.facet[runs.index])], path.name)
     fig, axes = _grid(len(facets), width=max(4.2, 0.9 * len(layout.hues) + 1.5),
                       ncols=layout.ncols)
-    any_div = any_not = False
+    any_div = any_not = any_mean = False
     for ax, f in zip(axes, facets, strict=True):
         sub = runs[layout.facet[runs.index] == f]
         hue = layout.hue[sub.index]
@@ -436,13 +520,16 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
             g = sub[hue == h]
             e = ept[g.index]
             div = g["status"].eq("diverged").to_numpy()
-            # the box over the completed runs that reached the target, as summary.csv's
-            # mean; a diverged run is drawn as an x on its own
+            # the mean over the completed runs that reached the target (summary.csv's)
+            # with its 95 % CI; each run a small point beside it, a diverged run an x
             reached = e[~div].dropna().to_numpy(dtype=float)
-            if reached.size >= 2:
-                ax.boxplot([reached], positions=[x], widths=0.5, showfliers=False,
-                           medianprops={"color": layout.colors[h]})
-            offsets = np.linspace(-0.15, 0.15, len(g)) if len(g) > 1 else np.zeros(1)
+            if reached.size:
+                d = describe(reached)
+                ax.errorbar([x - 0.22], [d.mean], yerr=[[d.ci95 if d.n >= 2 else 0]] * 2,
+                            fmt="D", ms=7, color=layout.colors[h], capsize=4, lw=1.5,
+                            zorder=3)
+                any_mean = True
+            offsets = np.linspace(-0.05, 0.2, len(g)) if len(g) > 1 else np.full(1, 0.08)
             xs = x + offsets
             ys = e.fillna(top).to_numpy(dtype=float)
             hit = e.notna().to_numpy()
@@ -450,8 +537,8 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
             for mask, marker, face in ((hit & ~div, "o", color), (~hit & ~div, "o", "none"),
                                        (div, "x", None)):
                 if mask.any():
-                    ax.plot(xs[mask], ys[mask], ls="none", marker=marker, ms=6, color=color,
-                            markerfacecolor=face)
+                    ax.plot(xs[mask], ys[mask], ls="none", marker=marker, ms=4, color=color,
+                            markerfacecolor=face, alpha=0.8)
             any_div |= bool(div.any())
             any_not |= bool((~hit & ~div).any())
         ax.set_xticks(range(len(hues)), hues, rotation=30, ha="right", fontsize=8)
@@ -468,6 +555,13 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     what = "val acc \u2265" if task == "classification" else "val loss \u2264"
     tgt = f" {target:g}" if target is not None else " target"
     extra = []
+    seeds = seeds_text(runs)
+    if any_mean:
+        extra.append(Line2D([], [], ls="none", marker="D", color="grey",
+                            label="mean of the runs that reached it" +
+                            ("" if seeds == "1 seed" else " \u00b1 95 % CI")))
+        extra.append(Line2D([], [], ls="none", marker="o", ms=4, color="grey",
+                            label="one run"))
     if any_not:
         extra.append(Line2D([], [], ls="none", marker="o", markerfacecolor="none",
                             color="grey", label="not reached"))
@@ -476,7 +570,8 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     if extra:
         fig.legend(handles=extra, loc="outside lower center", fontsize=8,
                    ncols=len(extra), frameon=False)
-    fig.suptitle(f"epochs to {what}{tgt} (one point per run)", fontsize=10)
+    note = f"\n{layout.note}" if layout.note else ""
+    fig.suptitle(f"epochs to {what}{tgt} ({seeds} per configuration){note}", fontsize=10)
     return save_png(fig, path)
 
 
@@ -490,22 +585,26 @@ def _signal_propagation_function() -> Callable[..., Any] | None:
 
 
 def plot_diagnostics(frame: pd.DataFrame, path: Path, colors: dict[str, Any] | None = None,
-                     hue_order: Sequence[str] | None = None) -> Path | None:
+                     hue_order: Sequence[str] | None = None, title: str | None = None
+                     ) -> Path | None:
     """Hand the per-layer init diagnostics of all runs to the diagnostics package (with
     the colours and order of the other figures' init settings)."""
     fn = _signal_propagation_function()
     if fn is None:
         return None
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        fn(frame, tmp, facet="activation", hue="init", colors=colors, hue_order=hue_order)
-        if not tmp.exists():
-            log.warning("plot_signal_propagation wrote no file: skipped")
-            return None
-        os.replace(tmp, path)
-    finally:
-        plt.close("all")
-        tmp.unlink(missing_ok=True)
+    for fmt in ("png", *_extra_formats):
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
+        try:
+            extra = {"title": title} if title else {}
+            fn(frame, tmp, facet="activation", hue="init", colors=colors, hue_order=hue_order,
+               **extra)
+            if not tmp.exists():
+                log.warning("plot_signal_propagation wrote no file: skipped")
+                return None
+            os.replace(tmp, path.with_suffix(f".{fmt}"))
+        finally:
+            plt.close("all")
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -518,11 +617,39 @@ def plot_all(
     keys: SweepKeys | None = None,
     axes: tuple[str, str] | None = None,
     diagnostics: pd.DataFrame | None = None,
-    init_histograms: dict[str, Any] | None = None,
+    init_histograms: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    formats: Sequence[str] | None = None,
+    summary: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Every figure that the data allows; returns ``{name: path}`` of the PNGs written.
     A figure that fails is logged and skipped, the others are still drawn.
-    ``init_histograms``: one run's activation histograms at init (``Scan.init_histograms``)."""
+    ``init_histograms``: activation histograms at init of one run or of the first run of
+    each init (``Scan.init_histogram_runs``).  ``formats``: e.g. ``["png", "pdf"]``: each
+    figure also as PDF/SVG next to its PNG (the PNG is always written: the report links
+    it).  ``summary`` (summary.csv): with swept optimizer keys, the learning curves, the
+    heatmap and epochs to target show each init at its own best setting (``at_best``);
+    every setting is in ``lr_sensitivity.png``."""
+    global _extra_formats
+    fmts = check_formats(formats)
+    _extra_formats = fmts[1:]
+    try:
+        return _plot_all(sweep_dir, results, keys, axes, diagnostics, init_histograms,
+                         summary)
+    finally:
+        _extra_formats = ()
+
+
+def _plot_all(
+    sweep_dir: str | Path,
+    results: pd.DataFrame,
+    keys: SweepKeys | None,
+    axes: tuple[str, str] | None,
+    diagnostics: pd.DataFrame | None,
+    init_histograms: dict[str, Any] | Sequence[dict[str, Any]] | None,
+    summary: pd.DataFrame | None,
+) -> dict[str, Path]:
+    from initlab.results.aggregate import runs_at_best, tuned_keys
+
     sweep = Path(sweep_dir)
     out = sweep / PLOTS_DIR
     out.mkdir(exist_ok=True)
@@ -532,6 +659,22 @@ def plot_all(
     keys = keys or sweep_keys(results)
     layout = _Layout(results, keys)
     status = results["status"]
+    tuned = [k for k in tuned_keys(keys) if k in results]
+    all_runs = results
+    if tuned and summary is not None and "at_best" in summary:
+        # the fair reading: each init at its own best lr (one panel per lr would
+        # compare the inits at an lr that suits some of them)
+        results = runs_at_best(results, summary, keys)
+        best_keys = replace(keys, swept=tuple(k for k in keys.swept if k not in tuned))
+        best_layout = _Layout(results, best_keys)
+        best_layout.colors = {**best_layout.colors, **layout.colors}
+        best_layout.hues = [h for h in layout.hues if h in best_layout.hues] + [
+            h for h in best_layout.hues if h not in layout.hues]  # the sweep's order
+        best_layout.note = ("each init at its own best "
+                            + ", ".join(display_name(k) for k in tuned))
+        layout, full_layout = best_layout, layout
+    else:
+        full_layout = layout
 
     def attempt(name: str, fn: Callable[[], Path | None]) -> None:
         t0 = time.perf_counter()
@@ -567,10 +710,12 @@ def plot_all(
         attempt("train_loss", lambda: plot_curves(
             hist, "train_loss", out / "train_loss.png", layout, status,
             logy=_positive(hist, "train_loss"), rows=known))
-    row, col = axes or default_heatmap_axes(results)
+    row, col = axes or default_heatmap_axes(all_runs)
     attempt("heatmap", lambda: plot_heatmap(results, out / "heatmap.png", row, col, layout))
     attempt("epochs_to_target",
             lambda: plot_convergence(results, out / "epochs_to_target.png", layout))
+    layout = full_layout
+    results = all_runs
     if diagnostics is not None and not diagnostics.empty:
         try:
             figures = _diagnostics_figures(diagnostics, results, layout, out)
@@ -578,51 +723,163 @@ def plot_all(
             log.error("init diagnostics figure skipped: %s: %s", type(exc).__name__, exc)
             figures = []
         for name, frame, path in figures:
-            attempt(name, lambda frame=frame, path=path: plot_diagnostics(
-                frame, path, layout.colors, layout.hues))
+            _, _, detail = name.partition(": ")
+            title = f"Signal propagation at initialization, {detail}" if detail else None
+            attempt(name, lambda frame=frame, path=path, title=title: plot_diagnostics(
+                frame, path, layout.colors, layout.hues, title))
     if init_histograms:
         attempt("init_histograms", lambda: plot_init_histograms(
-            init_histograms, out / "init_histograms.png"))
+            init_histograms, out / "init_histograms.png", layout.colors))
+    for i, key in enumerate(tuned):
+        name = "lr_sensitivity" if i == 0 else f"lr_sensitivity: {display_name(key)}"
+        fname = "lr_sensitivity.png" if i == 0 else f"lr_sensitivity_{i + 1}.png"
+        attempt(name, lambda key=key, fname=fname: plot_lr_sensitivity(
+            results, out / fname, layout, key))
     _remove_stale(out, written)
     return written
 
 
-OWN_FIGURES = ("val_acc.png", "val_loss.png", "train_loss.png", "heatmap.png",
-               "epochs_to_target.png", "signal_propagation*.png", "init_histograms.png")
+OWN_FIGURES = ("val_acc", "val_loss", "train_loss", "heatmap", "epochs_to_target",
+               "signal_propagation*", "init_histograms", "lr_sensitivity*")
 
 
-def plot_init_histograms(run: dict[str, Any], path: Path) -> Path:
-    """Per-layer activation histograms at init of one run: the ``init_act_histograms``
-    the init probe stored in its summary.json (``Scan.init_histograms``)."""
-    hists = run["layers"]
-    n = len(hists)
+def plot_init_histograms(runs: dict[str, Any] | Sequence[dict[str, Any]], path: Path,
+                         colors: dict[str, Any] | None = None) -> Path:
+    """Per-layer activation histograms at init (``init_act_histograms`` in summary.json),
+    one panel per layer, one outline per init: the first run of each init with the same
+    activation, model and layers as the first run (``Scan.init_histogram_runs``)."""
+    runs = [runs] if isinstance(runs, dict) else list(runs)
+    ref = runs[0]
+    names = [str(h["layer"]) for h in ref["layers"]]
+    same = [r for r in runs if r.get("activation") == ref.get("activation")
+            and r.get("model") == ref.get("model")
+            and [str(h["layer"]) for h in r["layers"]] == names]
+    inits = list(dict.fromkeys(str(r.get("init")) for r in same))
+    colors = {**init_colors(inits), **(colors or {})}
+    n = len(names)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-    for ax, h in zip(axes.flat, hists, strict=False):
-        edges = np.asarray(h["edges"], dtype=float)
-        counts = np.asarray(h["counts"], dtype=float)
-        ax.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge",
-               color="tab:blue", alpha=0.8)
-        ax.set_title(str(h["layer"]), fontsize=8)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows + 0.9),
+                             squeeze=False, layout="constrained")
+    for k, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
+        for r in same:
+            h = r["layers"][k]
+            edges = np.asarray(h["edges"], dtype=float)
+            counts = np.asarray(h["counts"], dtype=float)
+            frac = counts / max(counts.sum(), 1.0)
+            init = str(r.get("init"))
+            ax.stairs(frac, edges, color=colors.get(init), lw=1.4, label=init,
+                      fill=len(same) == 1, alpha=0.8)
+        ax.set_title(f"layer {k}: {name}", fontsize=8)
         ax.tick_params(labelsize=7)
+        if k >= n - cols:
+            ax.set_xlabel("activation value", fontsize=8)
+        if k % cols == 0:
+            ax.set_ylabel("fraction of values", fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"activations at init, per layer: {run['run']} "
-                 f"(init={run['init']}, activation={run['activation']})",
-                 fontsize=9)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=colors.get(i), lw=2, label=i) for i in inits]
+    fig.legend(handles=handles, title="init", loc="outside lower center", ncols=len(inits),
+               fontsize=8, frameon=False)
+    what = f"activation={ref.get('activation')}" if ref.get("activation") else ""
+    model = f"model={ref.get('model')}" if ref.get("model") else ""
+    detail = ", ".join(x for x in (model, what) if x)
+    fig.suptitle("Activations at initialization, per layer" + (f" ({detail})" if detail
+                                                              else "")
+                 + "\none seed per init, one probe batch", fontsize=9)
+    return save_png(fig, path)
+
+
+def plot_lr_sensitivity(summary_runs: pd.DataFrame, path: Path, layout: _Layout,
+                        x_key: str) -> Path | None:
+    """The lr-sensitivity "basin": the ranking metric against ``x_key`` (a swept optimizer
+    key), one line per init setting (mean over the completed seeds, band = 95 % CI), log x
+    when every value is positive, one panel per value of the other swept keys; an ``x`` on
+    the bottom edge where runs diverged (with how many), a star at each init's best."""
+    runs = summary_runs[attributed(summary_runs)]
+    if runs.empty or x_key not in runs:
+        return None
+    others = [k for k in layout.keys.facets if k != x_key]
+    facet = labels(runs, others)
+    order, ncols = _facet_order(runs, others, facet)
+    facets = _cap(order, path.name)
+    xs_all = pd.to_numeric(runs[x_key], errors="coerce")
+    if xs_all.isna().all():
+        return None
+    logx = bool((xs_all.dropna() > 0).all())
+    fig, axes = _grid(len(facets), ncols=ncols)
+    any_div = False
+    task = task_of(runs)
+    metric, higher = rank_metric(task)
+    for ax, f in zip(axes, facets, strict=True):
+        sub = runs[facet == f]
+        hue = layout.hue[sub.index]
+        for h in [h for h in layout.hues if h in set(hue)]:
+            g = sub[hue == h]
+            x = pd.to_numeric(g[x_key], errors="coerce")
+            vals = pd.to_numeric(g[metric], errors="coerce").where(g["status"] == "completed")
+            pts = []
+            for xv in sorted(x.dropna().unique()):
+                sel = x == xv
+                d = describe(vals[sel].dropna())
+                n_div = int(g.loc[sel, "status"].eq("diverged").sum())
+                pts.append((xv, d.mean, d.ci95 if d.n >= 2 else 0.0, n_div))
+            arr = np.array([p[:3] for p in pts], dtype=float)
+            color = layout.colors[h]
+            ok = np.isfinite(arr[:, 1])
+            ax.plot(arr[ok, 0], arr[ok, 1], color=color, lw=1.8, marker="o", ms=4, label=h)
+            ci = np.nan_to_num(arr[:, 2])
+            if (ci[ok] > 0).any():
+                lo, hi = arr[ok, 1] - ci[ok], arr[ok, 1] + ci[ok]
+                if metric.endswith("_acc"):  # an accuracy's CI stops at 0 and 1
+                    lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+                ax.fill_between(arr[ok, 0], lo, hi, color=color, alpha=0.18, lw=0)
+            if ok.any():
+                b = int(np.nanargmax(arr[:, 1]) if higher else np.nanargmin(arr[:, 1]))
+                ax.plot([arr[b, 0]], [arr[b, 1]], marker="*", ms=13, color=color,
+                        markeredgecolor="black", markeredgewidth=0.6, ls="none", zorder=4)
+            for xv, _, _, n_div in pts:
+                if n_div:
+                    any_div = True
+                    ax.plot([xv], [0.0], transform=ax.get_xaxis_transform(), marker="x",
+                            ms=8, mew=2, color=color, clip_on=False, ls="none", zorder=5)
+                    ax.annotate(str(n_div), (xv, 0.0), xycoords=("data", "axes fraction"),
+                                xytext=(4, 3), textcoords="offset points", fontsize=7,
+                                color=color)
+        if logx:
+            ax.set_xscale("log")
+        ticks = sorted(xs_all.dropna().unique())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel(display_name(x_key))
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+        if f != "all runs":
+            ax.set_title(f, fontsize=9)
+    extra = [Line2D([], [], ls="none", marker="*", ms=11, color="grey",
+                    markeredgecolor="black", label="best value per init")]
+    if any_div:
+        extra.append(Line2D([], [], ls="none", marker="x", mew=2, color="grey",
+                            label="diverged runs (count)"))
+    _legend(fig, [h for h in layout.hues], layout.colors, extra, "init")
+    seeds = seeds_text(runs)
+    spread = ("1 seed: no band" if seeds == "1 seed"
+              else f"mean over completed seeds ({seeds}), band 95 % CI")
+    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)} against {display_name(x_key)}: "
+                 f"{spread}", fontsize=10)
     return save_png(fig, path)
 
 
 def _remove_stale(out: Path, written: dict[str, Path]) -> None:
     """Delete figures of ours left by an earlier aggregation that this one did not draw
     (a figure the report no longer links would describe other data)."""
-    fresh = {Path(p).name for p in written.values()}
+    fresh = {Path(p).with_suffix(f".{fmt}").name for p in written.values()
+             for fmt in ("png", *_extra_formats)}
     for pattern in OWN_FIGURES:
-        for path in out.glob(pattern):
-            if path.name not in fresh:
-                path.unlink(missing_ok=True)
+        for fmt in FORMATS:
+            for path in out.glob(f"{pattern}.{fmt}"):
+                if path.name not in fresh:
+                    path.unlink(missing_ok=True)
 
 
 def _diagnostics_figures(diagnostics: pd.DataFrame, results: pd.DataFrame, layout: _Layout,
@@ -637,7 +894,11 @@ def _diagnostics_figures(diagnostics: pd.DataFrame, results: pd.DataFrame, layou
     by_run = pd.Series(layout.hue.to_numpy(), index=results["run"].to_numpy())
     frame["init_scheme"] = frame["init"]
     frame["init"] = frame["run"].map(by_run).fillna(frame["init"])
-    others = [k for k in layout.keys.facets if k != "activation"]
+    # the optimizer's keys do not change the net at init: their runs are pooled
+    from initlab.results.aggregate import tuned_keys
+
+    tuned = set(tuned_keys(layout.keys))
+    others = [k for k in layout.keys.facets if k != "activation" and k not in tuned]
     if not others:
         return [("signal_propagation", frame, out / "signal_propagation.png")]
     other = pd.Series(labels(results, others).to_numpy(), index=results["run"].to_numpy())

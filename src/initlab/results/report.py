@@ -16,11 +16,13 @@ from initlab.results.aggregate import (
     PLOTS_DIR,
     SweepKeys,
     attributed,
+    best_column,
     display_name,
     is_diag_column,
     rank_metric,
     status_line,
     sweep_keys,
+    tuned_keys,
 )
 from initlab.results.stats import SIGNIFICANCE, welch
 
@@ -33,7 +35,8 @@ PLOT_TITLES = {
     "heatmap": "Mean best validation metric",
     "epochs_to_target": "Epochs to target",
     "signal_propagation": "Signal propagation at initialization",
-    "init_histograms": "Activation histograms at initialization (one run)",
+    "init_histograms": "Activation histograms at initialization (one seed per init)",
+    "lr_sensitivity": "Learning-rate sensitivity per init",
 }
 METRIC_NAMES = {
     "best_val_acc": "best val acc",
@@ -275,6 +278,83 @@ def _ranking_section(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKe
     return "\n\n".join(out)
 
 
+def _best_lr_section(results: pd.DataFrame, summary: pd.DataFrame, keys: SweepKeys) -> str:
+    """Each init at its own best setting of the swept optimizer keys (summary.csv's
+    ``at_best`` rows), ranked within each value of the other swept keys, with the
+    winner's Welch test and a warning where the best value is the end of the range."""
+    tuned = [k for k in tuned_keys(keys) if k in summary]
+    if not tuned or "at_best" not in summary:
+        return ""
+    names = ", ".join(display_name(k) for k in tuned)
+    out = [f"## Best {names} per init",
+           f"One fixed {names} favours whichever init it happens to suit, so each init "
+           f"setting is read at its own best {names} (by the mean ranking metric over its "
+           "completed seeds) and the inits are ranked at those; the tables at each fixed "
+           "value follow under *Ranking*."]
+    outer = [k for k in keys.context if k not in tuned and k in summary]
+    hue = [k for k in keys.hue if k in summary]
+    group = [k for k in keys.group if k in summary]
+    sum_ids = _ids(summary, group)
+    known = results[attributed(results)]
+    run_ids = _ids(known, group)
+    done = known["status"].eq("completed")
+    best = summary[summary["at_best"].astype(bool)]
+    if best.empty:
+        out.append("No configuration has a completed run: no best value.")
+        return "\n\n".join(out)
+    ctx_ids = _ids(summary, outer)
+    for ctx in dict.fromkeys(ctx_ids):
+        block = summary[ctx_ids == ctx]
+        chosen = block[block["at_best"].astype(bool)].sort_values("best_rank", kind="stable")
+        task = str(block["task"].iloc[0]) if block["task"].notna().any() else "classification"
+        metric, higher = rank_metric(task)
+        if outer:
+            out.append(f"### {_label(block.iloc[0], outer)}")
+        header = ["rank", "init" if hue == ["init"] else "init setting",
+                  *(f"best {display_name(k)}" for k in tuned),
+                  f"{METRIC_NAMES[metric]} at best", "runs at best (ok/div/fail/inc)",
+                  f"{names} tried", "note"]
+        rows, warnings = [], []
+        for _, r in chosen.iterrows():
+            mine = block[_ids(block, hue) == _ids(chosen.loc[[r.name]], hue).iloc[0]]
+            tried = "; ".join(", ".join(_order_text(mine[k])) for k in tuned)
+            counts = "/".join(str(int(r.get(f"n_{st}", 0))) for st in
+                              ("completed", "diverged", "failed", "incomplete"))
+            notes = []
+            for k in tuned:
+                edge = r.get(f"{best_column(k)}_edge")
+                if isinstance(edge, str) and edge:
+                    notes.append(f"best {display_name(k)} is the {edge} swept: widen the "
+                                 "range")
+                    warnings.append(f"{_label(r, hue)}: best {display_name(k)} "
+                                    f"{cell(r[k])} is the {edge} value swept")
+            rows.append([cell(r["best_rank"]), _label(r, hue), *(cell(r[k]) for k in tuned),
+                         mean_std(r, metric, ci=True), counts, tried, "; ".join(notes)])
+        out.append(table(header, rows))
+        per_run: dict[str, pd.Series] = {}
+        for sid in sum_ids[chosen.index]:
+            sel = known[(run_ids == sid) & done]
+            per_run[sid] = pd.to_numeric(sel[metric], errors="coerce").dropna()
+        unranked = block.iloc[0:0]
+        out.append(_winner_text(chosen, unranked, per_run, sum_ids, hue, metric, higher)
+                   .replace("**Winner:", "**Winner at each init's best "
+                            f"{names}:"))
+        if warnings:
+            out.append("**Warning: the swept range may be too narrow** - " +
+                       "; ".join(warnings) + ". A better value may lie beyond it.")
+    return "\n\n".join(out)
+
+
+def _order_text(values: pd.Series) -> list[str]:
+    """Distinct values as text, numerically sorted when they are numbers."""
+    uniq = list(dict.fromkeys(values.dropna().tolist()))
+    try:
+        uniq = sorted(uniq, key=float)
+    except (TypeError, ValueError):
+        pass
+    return [cell(v) for v in uniq]
+
+
 def _more(n: int) -> str:
     if n <= MAX_LISTED_RUNS:
         return ""
@@ -303,6 +383,15 @@ def _problems_section(results: pd.DataFrame, keys: SweepKeys) -> str:
                          step, reason])
         out.append(table(["run", "status", "config", "seed", "diverged at", "reason"],
                          rows[:MAX_LISTED_RUNS]) + _more(len(rows)))
+    if "warning" in results:
+        warned = results[results["warning"].notna() & results["status"].ne("incomplete")]
+        if not warned.empty:
+            out.append("### Runs with warnings\n\nFinished runs whose files are not all "
+                       "there (their numbers come from summary.json):")
+            rows = [[f"`{r['run']}`", r["status"], _label(r, label_keys), cell(r.get("seed")),
+                     _short(r["warning"])] for _, r in warned.iterrows()]
+            out.append(table(["run", "status", "config", "seed", "warning"],
+                             rows[:MAX_LISTED_RUNS]) + _more(len(rows)))
     inc = results[results["status"].eq("incomplete")]
     if not inc.empty:
         out.append("### Incomplete runs\n\nRun folders without a finished summary.json "
@@ -382,11 +471,15 @@ def build_report(
     if results.empty:
         return "\n\n".join([*head, "No run folders found."]) + "\n"
     keys = keys or sweep_keys(results)
+    from initlab.results.claims import claims_section
+
     sections = [
         _swept_section(results, summary, keys),
+        claims_section(sweep, results, summary, keys),
+        _best_lr_section(results, summary, keys),
         _ranking_section(results, summary, keys),
         _problems_section(results, keys),
         _diagnostics_section(summary, keys),
         _plots_section(sweep, plots or {}),
     ]
-    return "\n\n".join([*head, *sections]) + "\n"
+    return "\n\n".join([*head, *(x for x in sections if x)]) + "\n"
