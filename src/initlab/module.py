@@ -123,9 +123,10 @@ class InitStudyModule(pl.LightningModule):
                 y = ys[0] if len(ys) == 1 else torch.cat(ys)
                 correct = float((predicted_class(out, dim=1) == y).sum().item())
         tally = self._tally.setdefault(split, [0.0, 0.0, 0.0])
-        tally[0] += math.fsum(v * y.shape[0] for v, y in zip(values, ys, strict=True))
+        # per target element: a sequence's answer tokens each count (y.numel())
+        tally[0] += math.fsum(v * y.numel() for v, y in zip(values, ys, strict=True))
         tally[1] += correct
-        tally[2] += sum(y.shape[0] for y in ys)
+        tally[2] += sum(y.numel() for y in ys)
         return values
 
     def _epoch_sums(self, split: str) -> list[float] | None:

@@ -181,6 +181,7 @@ def run(
         HistoryRecorder,
         InitProbe,
     )
+    from initlab.data.sequence import model_hints
     from initlab.distributed import (
         check_launcher,
         is_rank_zero,
@@ -216,7 +217,7 @@ def run(
         make_act = activation_factory(**act_cfg)
         model = instantiate(
             cfg.model, input_shape=tuple(dm.input_shape), num_outputs=dm.num_outputs,
-            activation=make_act,
+            activation=make_act, **model_hints(cfg.model, dm),
         )
         module = InitStudyModule(
             model,
