@@ -55,6 +55,7 @@ class InitStudyModule(pl.LightningModule):
         gradient_clip_algorithm: str | None = None,
         direct_steps: bool = True,
         lean_validation: bool = False,
+        param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         # The optimizer steps are ours (a call may hold several minibatches, see
@@ -76,6 +77,8 @@ class InitStudyModule(pl.LightningModule):
             raise ValueError(f"task={task!r}; allowed: classification, regression")
         self.model = model
         self.optimizer_factory = optimizer
+        # per-layer lr groups (initlab.parametrization), else one group of all parameters
+        self.param_groups = param_groups
         self.task = task
         self.classification = task == "classification"
         self.num_outputs = num_outputs
@@ -330,6 +333,8 @@ class InitStudyModule(pl.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.param_groups is not None:
+            return self.optimizer_factory(self.param_groups(self.model))
         return self.optimizer_factory(self.model.parameters())
 
 

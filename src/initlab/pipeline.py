@@ -190,6 +190,7 @@ def run(
     )
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule
+    from initlab.parametrization import Parametrization, param_groups_factory, parametrize
     from initlab.resume import CHECKPOINT_DIR, last_checkpoint
 
     quiet_libraries()
@@ -201,6 +202,7 @@ def run(
     # sweep jobs run without a progress bar: a line now and then shows long ones moving
     history = HistoryRecorder(None if progress_bar else PROGRESS_EVERY_S, name)
     probe_cb: InitProbe | None = None
+    callbacks: list[Any] = []
     logger = None
     task = "classification"
     try:
@@ -221,7 +223,7 @@ def run(
         )
         module = InitStudyModule(
             model,
-            initializer=instantiate(cfg.init),
+            initializer=parametrize(instantiate(cfg.init), cfg.get("param")),
             optimizer=instantiate(cfg.optimizer),
             task=dm.task,
             num_outputs=dm.num_outputs,
@@ -231,13 +233,15 @@ def run(
             gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
             direct_steps=bool(cfg.trainer.get("direct_steps", True)),
             lean_validation=lean_validation(cfg.trainer),
+            param_groups=param_groups_factory(Parametrization.from_config(cfg.get("param")),
+                                              cfg.optimizer.lr, cfg.optimizer._target_),
         )
         if hasattr(dm, "steps_per_call"):
             dm.steps_per_call = int(cfg.trainer.get("steps_per_call", 1))
         record_setup(summary, dm.task, dm.describe(), model)
 
-        callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,
-                                        *(extra_callbacks or [])]
+        callbacks = [DivergenceGuard(cfg.get("max_loss")), history,
+                     *(extra_callbacks or [])]
         if progress_bar:
             callbacks.append(EpochMetricsProgressBar())
         diag = cfg.get("diagnostics") or {}
@@ -246,6 +250,8 @@ def run(
             callbacks.append(probe_cb)
         if diag.get("callback"):
             callbacks.append(instantiate(diag.callback))
+        if diag.get("coord_check"):
+            callbacks.append(instantiate(diag.coord_check))
         ckpt_path = None
         if cfg.trainer.get("checkpoint", False):
             from pytorch_lightning.callbacks import ModelCheckpoint
@@ -290,6 +296,8 @@ def run(
     except Exception as exc:  # noqa: BLE001 - a failing job is recorded, never fatal
         root = record_failure(summary, exc)
         log.error("run %s failed: %s: %s", name, type(root).__name__, root)
+    for cb in callbacks:  # e.g. the coordinate check's per-layer values
+        summary.update(getattr(cb, "summary_fields", dict)())
     record_history(summary, history.rows, cfg, task, probe_cb)
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
