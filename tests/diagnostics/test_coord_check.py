@@ -80,3 +80,38 @@ def test_callback_writes_coord_check_to_summary(tmp_path: Path, run_train) -> No
     assert cc["width"] == 48 and cc["steps"] == [0, 1, 2]
     assert set(cc["layers"]) == {"blocks.0.linear", "blocks.1.linear", "head"}
     assert all(len(v) == 3 and all(x > 0 for x in v) for v in cc["layers"].values())
+
+
+def test_sweep_figures_from_summaries(tmp_path: Path) -> None:
+    """coord_check.png and mutransfer.png from run folders' summary.json; the tables
+    average seeds, diverged runs are NaN, best_lr reads the lr of least loss per width."""
+    from initlab.results.coord_check import best_lr, coord_table, lr_table, plot_coord_check
+
+    n = 0
+    for kind in ("sp", "mup"):
+        for width in (64, 256):
+            for lr in (0.001, 0.01):
+                for seed in (0, 1):
+                    n += 1
+                    run = tmp_path / f"{n}_run"
+                    run.mkdir()
+                    loss = lr * width if kind == "sp" else abs(lr - 0.01) + seed
+                    summary = {"status": "diverged" if (width, lr, kind) == (256, 0.01, "sp")
+                               else "completed", "final_train_loss": loss,
+                               "config": {"param.kind": kind, "model.width": width,
+                                          "optimizer.lr": lr},
+                               "coord_check": {"width": width, "steps": [0, 1],
+                                               "layers": {"head": [1.0, width * (seed + 1)]}}}
+                    (run / "summary.json").write_text(json.dumps(summary))
+    written = plot_coord_check(tmp_path)
+    assert set(written) == {"coord_check", "mutransfer"}
+    assert all(p.stat().st_size > 0 for p in written.values())
+    from initlab.results.coord_check import _summaries
+
+    runs = _summaries(tmp_path)
+    assert coord_table(runs)["sp"]["head"][256] == pytest.approx(256 * 1.5)
+    table = lr_table(runs)
+    assert table["mup"][64][0.01] == pytest.approx(0.5)
+    assert table["sp"][256][0.01] != table["sp"][256][0.01]  # NaN: diverged
+    assert best_lr(table["sp"]) == {64: 0.001, 256: 0.001}
+    assert best_lr(table["mup"]) == {64: 0.01, 256: 0.01}

@@ -106,7 +106,7 @@ def plot_coord_check(sweep_dir: str | Path, out_dir: str | Path | None = None
                 by_lr = lrs[kind][width]
                 xs = sorted(by_lr)
                 ax.plot(xs, [by_lr[x] for x in xs], marker="o", label=f"width {width}")
-            ax.set(xscale="log", xlabel="learning rate", title=f"param={kind}")
+            ax.set(xscale="log", yscale="log", xlabel="learning rate", title=f"param={kind}")
         axes[0][0].set_ylabel("final training loss (mean over seeds)")
         axes[0][-1].legend(fontsize=7)
         fig.tight_layout()
