@@ -18,7 +18,7 @@ from initlab.models.mlp import MLP
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 GROUPS = ["dataset", "model", "init", "activation", "optimizer", "trainer", "logger",
-          "diagnostics", "experiment"]
+          "diagnostics", "experiment", "param"]
 
 
 def options(group: str) -> list[str]:
@@ -61,6 +61,12 @@ def test_option_composes_and_instantiates(compose_cfg, group: str, option: str, 
             from initlab.models.resnet import ResNet
 
             model = ResNet((1, 8, 8), 10, activation_factory("relu"), depth=8)
+        if option in ("gpt2", "small_init", "tfixup", "deepnet", "rezero", "per_role"):
+            from initlab.models.transformer import Transformer  # they need layer roles
+
+            post = {"norm_position": "post", "residual_alpha": "deepnorm"}
+            model = Transformer((1, 8, 8), 10, activation_factory("relu"), depth=2, width=16,
+                                **(post if option == "deepnet" else {}))
         data = torch.randn(32, 1, 8, 8) if getattr(init, "needs_data", False) else None
         before = [p.detach().clone() for p in model.parameters()]
         init(model, activation=torch.nn.ReLU(), data=data, seed=0)
@@ -85,6 +91,10 @@ def test_option_composes_and_instantiates(compose_cfg, group: str, option: str, 
             assert isinstance(instantiate(node.callback), pl.Callback)
     elif group == "experiment":
         assert cfg.init is not None
+    elif group == "param":
+        from initlab.parametrization import Parametrization
+
+        assert Parametrization.from_config(node).kind == option
 
 
 def test_unknown_option_lists_available(compose_cfg) -> None:
