@@ -19,7 +19,7 @@ from initlab.models.mlp import MLP
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 GROUPS = ["dataset", "model", "init", "activation", "optimizer", "lr_scheduler", "trainer",
-          "callbacks", "logger", "diagnostics", "experiment"]
+          "callbacks", "logger", "diagnostics", "experiment", "param"]
 # templates for the user's own model / scheme: they need a _target_ / scheme (tested in
 # tests/test_extensions.py)
 TEMPLATES = {("model", "custom"), ("init", "custom")}
@@ -66,6 +66,12 @@ def test_option_composes_and_instantiates(compose_cfg, group: str, option: str, 
             from initlab.models.resnet import ResNet
 
             model = ResNet((1, 8, 8), 10, activation_factory("relu"), depth=8)
+        if option in ("gpt2", "small_init", "tfixup", "deepnet", "rezero", "per_role"):
+            from initlab.models.transformer import Transformer  # they need layer roles
+
+            post = {"norm_position": "post", "residual_alpha": "deepnorm"}
+            model = Transformer((1, 8, 8), 10, activation_factory("relu"), depth=2, width=16,
+                                **(post if option == "deepnet" else {}))
         data = torch.randn(32, 1, 8, 8) if getattr(init, "needs_data", False) else None
         before = [p.detach().clone() for p in model.parameters()]
         init(model, activation=torch.nn.ReLU(), data=data, seed=0)
@@ -108,6 +114,10 @@ def test_option_composes_and_instantiates(compose_cfg, group: str, option: str, 
             assert isinstance(instantiate(node.callback), pl.Callback)
     elif group == "experiment":
         assert cfg.init is not None
+    elif group == "param":
+        from initlab.parametrization import Parametrization
+
+        assert Parametrization.from_config(node).kind == option
 
 
 def test_unknown_option_lists_available(compose_cfg) -> None:

@@ -181,9 +181,11 @@ class InitStudyModule(pl.LightningModule):
         x, y = batch
         out = self(x)
         loss = self.loss(out, y)
-        # batch-size-weighted epoch means, summed over DDP processes by torchmetrics
+        # epoch means weighted by target elements (a sequence's answer tokens each count;
+        # class indices or one regression target: the batch size), summed over DDP
+        # processes by torchmetrics
         mean = getattr(self, f"{split}_loss")
-        mean.update(loss.detach(), weight=y.shape[0])
+        mean.update(loss.detach(), weight=y.numel())
         self.log(f"{split}/loss{'_epoch' if split == 'train' else ''}", mean,
                  on_step=False, on_epoch=True, prog_bar=split == "val")
         if self.classification:

@@ -231,30 +231,35 @@ def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any], loggers: list
 
 
 def make_module(cfg: DictConfig, dm: Any, model: Any, act_cfg: dict[str, Any],
-                config: dict[str, Any]) -> Any:
+                config: dict[str, Any], model_config: dict[str, Any] | None = None) -> Any:
     """The run's ``InitStudyModule`` around ``model`` (its hyperparameters: the plain
-    configs that rebuild it, and the run's flat ``config``)."""
+    configs that rebuild it, ``model_config`` by default the model group's, and the run's
+    flat ``config``)."""
     from hydra.utils import instantiate
 
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule
+    from initlab.parametrization import Parametrization, param_groups_factory, parametrize
 
     sched_cfg = cfg.get("lr_scheduler")
     return InitStudyModule(
         model,
-        initializer=instantiate(cfg.init),
+        initializer=parametrize(instantiate(cfg.init), cfg.get("param")),
         optimizer=instantiate(cfg.optimizer),
         task=dm.task,
         num_outputs=dm.num_outputs,
         activation=activation_factory(**act_cfg)(),
         seed=cfg.seed,
-        model_config=OmegaConf.to_container(cfg.model, resolve=True),
+        model_config=(model_config if model_config is not None
+                      else OmegaConf.to_container(cfg.model, resolve=True)),
         optimizer_config=OmegaConf.to_container(cfg.optimizer, resolve=True),
         lr_scheduler_config=(OmegaConf.to_container(sched_cfg, resolve=True)
                              if sched_cfg else None),
         input_shape=list(dm.input_shape),
         activation_config=act_cfg,
         config=config,
+        param_groups=param_groups_factory(Parametrization.from_config(cfg.get("param")),
+                                          cfg.optimizer.lr, cfg.optimizer._target_),
     )
 
 
@@ -278,6 +283,7 @@ def run(
         InitProbe,
     )
     from initlab.compat import patch_ddp_for_hydra
+    from initlab.data.sequence import model_hints
     from initlab.distributed import check_launcher, is_rank_zero, restored_ddp_env
     from initlab.jobcheck import check_job
     from initlab.models.activations import activation_factory
@@ -296,6 +302,7 @@ def run(
     probe_cb: InitProbe | None = None
     diag_cb: Any = None  # training diagnostics: end-of-training scalars for the summary
     loggers: list[Any] = []
+    callbacks: list[Any] = []
     task = "classification"
     interrupted = None
     try:
@@ -310,13 +317,15 @@ def run(
         task = dm.task
         act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
         make_act = activation_factory(**act_cfg)
-        model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+        # the data module's hints (a vocabulary size) where the model takes them
+        model_cfg = {**OmegaConf.to_container(cfg.model, resolve=True),
+                     **model_hints(cfg.model, dm)}
         model = build_model(model_cfg, tuple(dm.input_shape), dm.num_outputs, make_act)
-        module = make_module(cfg, dm, model, act_cfg, summary["config"])
+        module = make_module(cfg, dm, model, act_cfg, summary["config"], model_cfg)
         record_setup(summary, dm.task, dm.describe(), model)
 
-        callbacks: list[pl.Callback] = [DivergenceGuard(cfg.get("max_loss")), history,
-                                        *make_callbacks(cfg), *(extra_callbacks or [])]
+        callbacks = [DivergenceGuard(cfg.get("max_loss")), history, *make_callbacks(cfg),
+                     *(extra_callbacks or [])]
         diag = cfg.get("diagnostics") or {}
         if diag.get("probe", False):
             probe_cb = InitProbe.from_config(diag, act_cfg.get("name"))
@@ -324,6 +333,8 @@ def run(
         if diag.get("callback"):
             diag_cb = instantiate(diag.callback)
             callbacks.append(diag_cb)
+        if diag.get("coord_check"):
+            callbacks.append(instantiate(diag.coord_check))
         ckpt_path = None
         if cfg.get("checkpoint", False):
             from pytorch_lightning.callbacks import ModelCheckpoint
@@ -367,6 +378,8 @@ def run(
             raise
         record_interruption(summary, interrupted)
         log.warning("run %s interrupted: %s", name, interrupted)
+    for cb in callbacks:  # e.g. the coordinate check's per-layer values
+        summary.update(getattr(cb, "summary_fields", dict)())
     record_history(summary, history.rows, cfg, task, probe_cb)
     summary.update(getattr(diag_cb, "summary", None) or {})
     summary["wall_time_s"] = time.perf_counter() - t0

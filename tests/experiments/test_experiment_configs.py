@@ -18,9 +18,12 @@ EXPERIMENTS = {
     "fixup2019": ("digits", "cifar10"),
     "lsuv2015": ("digits", "cifar10"),
     "init_claims": ("digits", "mnist"),
+    "coord_check": ("digits", "cifar10"),
+    "mutransfer2022": ("digits", "cifar10"),
+    "omnigrok2022": ("modadd", "modadd"),
 }
 OFFLINE = {"digits": "DigitsDataModule", "adding": "AddingDataModule",
-           "teacher": "TeacherDataModule"}
+           "teacher": "TeacherDataModule", "modadd": "ModAddDataModule"}
 TARGETS = {**OFFLINE, "mnist": "MNISTDataModule", "cifar10": "CIFAR10DataModule"}
 
 

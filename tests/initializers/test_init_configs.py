@@ -14,6 +14,7 @@ from initlab.initializers import SCHEMES, Initializer
 CONF = Path(__file__).resolve().parents[2] / "conf" / "init"
 REQUIRED = """random zeros constant default xavier he lecun variance_scaling orthogonal
 delta_orthogonal identity sparse lsuv""".split()
+TRANSFORMER_ONLY = {"gpt2", "small_init", "tfixup", "deepnet", "rezero", "per_role"}
 # custom.yaml is the template for a user scheme (tests/test_extensions.py)
 BUILTIN = [path.stem for path in sorted(CONF.glob("*.yaml")) if path.stem != "custom"]
 
@@ -41,6 +42,16 @@ def test_config_instantiates_and_runs(name):
         json.dumps(report.to_records())
         reported = {f"{r['layer']}.{r['param']}" for r in report.rows}
         assert reported == {n for n, _ in net.named_parameters()}  # every tensor reported
+        return
+    if name in TRANSFORMER_ONLY:  # need layer roles: a small transformer
+        from initlab.models.transformer import Transformer
+
+        post = dict(norm_position="post", residual_alpha="deepnorm") if name == "deepnet" else {}
+        net = Transformer((5,), 3, nn.GELU, depth=2, width=8, heads=2, vocab_size=6, **post)
+        report = init(net, activation=nn.GELU(), seed=0)
+        json.dumps(report.to_records())
+        assert {f"{r['layer']}.{r['param']}" for r in report.rows} == {
+            n for n, _ in net.named_parameters()}
         return
     mlp = nn.Sequential(
         nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3)

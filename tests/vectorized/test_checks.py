@@ -24,6 +24,7 @@ def test_unsupported_models_are_refused_by_name(compose_cfg, model: str) -> None
     ("trainer.precision=16-mixed", "trainer.precision"),
     ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches"),
     ("optimizer._target_=torch.optim.LBFGS", "optimizer"),
+    ("param=mup", "param"),
 ])
 def test_unsupported_training_options_are_refused(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(VectorizeError, match=key.replace(".", r"\.")):

@@ -4,6 +4,7 @@ Python API ``initialize`` and tensor-level functions in the style of ``torch.nn.
 from initlab.initializers import lsuv as _lsuv  # noqa: F401  (registers lsuv)
 from initlab.initializers import residual as _residual  # noqa: F401  (fixup, zero_residual)
 from initlab.initializers import schemes as _schemes  # noqa: F401  (registers the rest)
+from initlab.initializers import transformer as _transformer  # noqa: F401  (gpt2, tfixup, ...)
 from initlab.initializers.api import Initializer, initialize, make_generator
 from initlab.initializers.fans import Fans, compute_fans
 from initlab.initializers.gains import gain_for, preserve_gain, resolve_activation

@@ -40,6 +40,7 @@ class MLP(nn.Module):
         _check_positive("depth", depth)
         _check_positive("width", width)
         _check_norm(norm)
+        self.width = width  # read by width parametrizations (initlab.parametrization)
         self.flatten = nn.Flatten()
         blocks = []
         fan_in = math.prod(input_shape)

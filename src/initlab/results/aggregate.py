@@ -833,6 +833,9 @@ def aggregate(
                                diagnostics=_counted_diagnostics(found.diagnostics, results),
                                init_histograms=found.init_histogram_runs,
                                formats=formats)
+            from initlab.results.coord_check import plot_coord_check  # width sweeps
+
+            figures.update(plot_coord_check(sweep))
         except Exception as exc:  # noqa: BLE001 - plots must not lose the tables
             log.error("plotting failed (%s: %s); the tables and report are written",
                       type(exc).__name__, exc, exc_info=True)

@@ -91,6 +91,9 @@ def check_supported(cfg: DictConfig, model_choice: str | None = None) -> None:
     if opt not in ELEMENTWISE_OPTIMIZERS:
         _fail("optimizer", opt, "element-wise torch.optim optimizers: " + ", ".join(
             sorted(o.rsplit(".", 1)[-1] for o in ELEMENTWISE_OPTIMIZERS)))
+    param = cfg.get("param") or {}
+    if param.get("kind", "sp") != "sp" and param.get("base_width") is not None:
+        _fail("param", param.get("kind"), "sp (per-layer learning rates are not vectorized)")
     sched = cfg.get("lr_scheduler") or {}
     if sched and (sched.get("scheduler") or sched.get("_target_")):
         _fail("lr_scheduler", "set", "lr_scheduler=none")
