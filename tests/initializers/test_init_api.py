@@ -35,6 +35,9 @@ def weights(m: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in m.parameters()]
 
 
+TRANSFORMER_ONLY = {"gpt2", "small_init", "tfixup", "deepnet", "rezero", "per_role"}
+
+
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
 def test_seeds_and_global_rng(scheme):
     data = torch.randn(32, 3, 8, generator=torch.Generator().manual_seed(0))
@@ -44,6 +47,11 @@ def test_seeds_and_global_rng(scheme):
 
         data = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
         m = ResNet((1, 8, 8), 4, nn.ReLU, depth=8)
+    if scheme in TRANSFORMER_ONLY:  # they need the layer roles of initlab's transformer
+        from initlab.models.transformer import Transformer
+
+        post = dict(norm_position="post", residual_alpha="deepnorm") if scheme == "deepnet" else {}
+        m = Transformer((5,), 3, nn.GELU, depth=2, width=8, heads=2, vocab_size=6, **post)
     torch.manual_seed(1234)
     state = torch.get_rng_state()
     initialize(m, scheme, activation="relu", seed=7, data=data)
