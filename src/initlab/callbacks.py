@@ -272,6 +272,11 @@ def probe_batch(trainer: pl.Trainer, n: int) -> tuple[torch.Tensor, torch.Tensor
     loader = trainer.train_dataloader
     if loader is None:
         raise RuntimeError("no training data to probe: call the probe once fit has started")
+    return first_examples(loader, n)
+
+
+def first_examples(loader: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` examples of an ``(x, y)`` loader, from as many batches as needed."""
     xs, ys, have = [], [], 0
     for x, y in loader:
         xs.append(x)

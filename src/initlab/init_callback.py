@@ -17,7 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from initlab.callbacks import InitProbe, probe_batch
+from initlab.callbacks import InitProbe, first_examples, probe_batch
 
 
 class InitCallback(pl.Callback):
@@ -98,13 +98,4 @@ def _init_batch(trainer: pl.Trainer, pl_module: pl.LightningModule, n: int) -> A
         raise ValueError("InitCallback: a data-dependent scheme needs a training batch at "
                          "setup: use a LightningDataModule (or train_dataloader() on the "
                          "module)") from exc
-    import torch
-
-    xs, ys, have = [], [], 0
-    for x, y in loader:
-        xs.append(x)
-        ys.append(y)
-        have += len(x)
-        if have >= n:
-            break
-    return torch.cat(xs)[:n], torch.cat(ys)[:n]
+    return first_examples(loader, n)
