@@ -104,7 +104,7 @@ def test_module_builds_the_optimizer_from_the_groups() -> None:
     model = mlp(128)
     factory = param_groups_factory(Parametrization("mup", 32), 0.01, "torch.optim.Adam")
     module = InitStudyModule(model, None, partial(torch.optim.Adam, lr=0.01),
-                             "classification", 3, param_groups=factory)
+                             task="classification", num_outputs=3, param_groups=factory)
     opt = module.configure_optimizers()
     lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert lr_of[id(model.blocks[1].linear.weight)] == pytest.approx(0.01 / 4)

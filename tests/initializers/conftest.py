@@ -11,3 +11,8 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Schemes that need initlab's transformer (its layer roles) or a residual network.
+TRANSFORMER_ONLY = frozenset({"gpt2", "small_init", "tfixup", "deepnet", "rezero", "per_role"})
+RESIDUAL_ONLY = frozenset({"fixup", "zero_residual"})

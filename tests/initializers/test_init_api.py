@@ -14,6 +14,8 @@ from initlab.initializers import (
 )
 from initlab.initializers.rules import ConstantRule
 
+from .conftest import TRANSFORMER_ONLY
+
 DETERMINISTIC = {"zeros", "constant", "identity"}
 RESIDUAL_ONLY = {"fixup", "zero_residual"}  # need a model with residual branches
 
@@ -35,7 +37,6 @@ def weights(m: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in m.parameters()]
 
 
-TRANSFORMER_ONLY = {"gpt2", "small_init", "tfixup", "deepnet", "rezero", "per_role"}
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))

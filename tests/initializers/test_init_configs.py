@@ -11,10 +11,11 @@ from torch import nn
 
 from initlab.initializers import SCHEMES, Initializer
 
+from .conftest import TRANSFORMER_ONLY
+
 CONF = Path(__file__).resolve().parents[2] / "conf" / "init"
 REQUIRED = """random zeros constant default xavier he lecun variance_scaling orthogonal
 delta_orthogonal identity sparse lsuv""".split()
-TRANSFORMER_ONLY = {"gpt2", "small_init", "tfixup", "deepnet", "rezero", "per_role"}
 # custom.yaml is the template for a user scheme (tests/test_extensions.py)
 BUILTIN = [path.stem for path in sorted(CONF.glob("*.yaml")) if path.stem != "custom"]
 

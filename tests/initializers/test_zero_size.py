@@ -26,6 +26,8 @@ from initlab.initializers import (
 from initlab.models.activations import activation_factory
 from initlab.models.resnet import ResNet
 
+from .conftest import TRANSFORMER_ONLY
+
 TENSOR_FNS = {
     "he_": he_,
     "he_fan_out": lambda t: he_(t, mode="fan_out"),
@@ -73,7 +75,7 @@ def _with_zero_layers() -> nn.Sequential:
     return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 0), nn.Linear(0, 3))
 
 
-@pytest.mark.parametrize("scheme", sorted(set(SCHEMES) - set(RESIDUAL_ONLY)))
+@pytest.mark.parametrize("scheme", sorted(set(SCHEMES) - set(RESIDUAL_ONLY) - TRANSFORMER_ONLY))
 def test_every_scheme_skips_zero_size_layers_and_initializes_the_others(scheme: str) -> None:
     data = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
     with warnings.catch_warnings():

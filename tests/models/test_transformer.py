@@ -150,12 +150,11 @@ def test_sequence_accuracy_is_per_token() -> None:
     is accuracy 0.75 (not 3, as counting examples would give)."""
     from initlab.module import InitStudyModule
 
-    module = InitStudyModule(nn.Identity(), None, None, "classification", 3)
+    module = InitStudyModule(nn.Identity(), task="classification", num_outputs=3)
     y = torch.tensor([[0, 1, 2, 0], [1, 1, 1, 1]])
     logits = F.one_hot(y, 3).float().transpose(1, 2).clone()  # (N, C, T), all right
     logits[:, :, 0] = torch.tensor([0.0, 0.0, 9.0])  # first token wrong (class 2), twice
-    loss = F.cross_entropy(logits, y).reshape(1)
-    module._tally_call("val", loss, [logits], [y])
-    total, correct, count = module._tally["val"]
-    assert (correct, count) == (6.0, 8.0)
-    assert total / count == pytest.approx(float(loss))
+    loss = module._shared_step((logits, y), "val")  # (self.log is a no-op without a trainer)
+    assert float(module.val_acc.compute()) == pytest.approx(6 / 8)
+    assert float(module.val_loss.weight) == 8.0  # weighted by answer tokens
+    assert float(module.val_loss.compute()) == pytest.approx(float(loss))
