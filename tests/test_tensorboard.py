@@ -157,3 +157,30 @@ def test_sweep_keys_come_from_the_sweeps_multirun_yaml(tmp_path: Path) -> None:
         "init=he,xavier", "trainer.max_epochs=1", "seed=range(3)", "+model.x=choice(1,2)"]}}},
         tmp_path / "multirun.yaml")
     assert sweep_keys(run_dir) == ["init", "seed", "model.x"]
+
+
+def test_init_profile_without_figures_goes_to_scalars(tmp_path: Path) -> None:
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    from initlab.callbacks import log_init_profile
+
+    records = [{"index": 0, "layer": "fc0", "act_std": 0.8, "grad_std": 1e-3,
+                "dead_frac": 0.5, "saturated_frac": None},
+               {"index": 1, "layer": "head", "act_std": 1.2, "grad_std": float("nan"),
+                "dead_frac": None, "saturated_frac": None}]
+    csv = CSVLogger(tmp_path, name="csv", version="r")
+    log_init_profile(csv, records)
+    csv.save()
+    header, row = (tmp_path / "csv" / "r" / "metrics.csv").read_text().splitlines()
+    got = dict(zip(header.split(","), row.split(","), strict=True))
+    assert {k: float(v) for k, v in got.items() if k.startswith("init/")} == {
+        "init/act_std/00_fc0": 0.8, "init/act_std/01_head": 1.2,
+        "init/grad_std/00_fc0": 1e-3, "init/dead_frac/00_fc0": 0.5}
+    tb = TensorBoardLogger(tmp_path, name="tb", version="r")
+    log_init_profile(tb, records)
+    tb.finalize("success")
+    acc = EventAccumulator(str(tmp_path / "tb" / "r"))
+    acc.Reload()
+    # statistics without a finite value draw no figure
+    assert set(acc.Tags()["images"]) == {"init/act_std", "init/grad_std", "init/dead_frac"}
+    assert not acc.Tags()["scalars"]
