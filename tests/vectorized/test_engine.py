@@ -200,6 +200,18 @@ def test_stacked_forward_is_each_members_forward(act, bias: bool, norm: str) -> 
     torch.testing.assert_close(stacked(x[0], shared=True), want, rtol=1e-5, atol=1e-6)
 
 
+def _image_tags(run_dir: Path) -> set[str]:
+    """The image summaries' tags in the TensorBoard runs under ``run_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for d in {p.parent for p in run_dir.rglob("events.out.tfevents*")}:
+        acc = EventAccumulator(str(d))
+        acc.Reload()
+        tags.update(acc.Tags()["images"])
+    return tags
+
+
 @pytest.mark.parametrize("extra", [
     # the default diagnostics: grad norms, update ratios, dead fractions per member
     ["diagnostics=default"],
@@ -221,11 +233,15 @@ def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tb_
     ordinary = run(cfg, tmp_path / "o", progress_bar=False)
     assert vec["run_name"] == ordinary["run_name"]
     assert "vectorized_skipped" not in vec
-    assert [p.name for p in (tmp_path / "v" / "tb").iterdir()] == [vec["run_name"]]
+    tb = tmp_path / "v" / "tb"
+    assert {p.parent.relative_to(tb).as_posix() for p in tb.rglob("events.out.tfevents*")
+            } == {vec["run_name"]}
     want, got = tb_events(tmp_path / "o"), tb_events(tmp_path / "v")
-    # train/loss, train/loss_epoch, val/*, test/*, init/*, diag/grad_norm/*,
-    # diag/update_ratio/*, diag/dead_frac/*
+    # train/loss, train/loss_epoch, val/*, test/*, diag/grad_norm/*,
+    # diag/update_ratio/*, diag/dead_frac/*; the init profile's figures: init/*
     assert set(got) == set(want)
+    assert _image_tags(tmp_path / "v") == _image_tags(tmp_path / "o") == {
+        f"init/{stat}" for stat in ("act_std", "grad_std", "dead_frac", "saturated_frac")}
     assert {t.split("/")[1] for t in want if t.startswith("diag/")} == {
         "grad_norm", "update_ratio", "dead_frac"}
     # some units are dead (the comparison of dead fractions is not one of zeros)

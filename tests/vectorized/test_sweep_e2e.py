@@ -64,6 +64,9 @@ def test_four_runs_in_one_job(run_train, tmp_path: Path) -> None:
         assert (run_dir / ".hydra" / "config.yaml").is_file()
         events = {p.parent for p in run_dir.rglob("events.out.tfevents*")}
         assert len(events) == 1  # one TensorBoard run per member
+        # named by the swept axes only, as the basic sweeper's job names its run
+        assert s["run_name"] == f"init={row['init']}/seed={row['seed']}"
+        assert next(iter(events)) == run_dir / "tb" / s["run_name"]
         assert TAGS <= scalar_tags(events.pop())
     # running the same command on the same sweep folder keeps the finished runs
     again = run_train([*args, f"hydra.sweep.dir={sweep}"])

@@ -164,7 +164,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     probes: list[Any] = [None] * k_all  # InitProbe callbacks that ran
     for m in members:
         m.output_dir.mkdir(parents=True, exist_ok=True)
-        summaries.append(new_summary(m.cfg, m.choices, m.overrides))
+        summaries.append(new_summary(m.cfg, m.choices, m.overrides, m.output_dir))
         _write_hydra_dir(m)
     trainer: VectorizedTrainer | None = None
     live: list[int] = []  # indices of the members in the stacked model
