@@ -86,7 +86,7 @@ class VectorizedSweeper(Sweeper):
             if not is_member_key(str(key), DEFAULT_MEMBER_KEYS):
                 raise ValueError(
                     f"hydra.sweeper.member_keys: {key!r} is not allowed; members of a "
-                    f"vectorized job can differ only in init, init.* and seed")
+                    f"vectorized job can differ only in init, init.*, seed and optimizer.lr")
         self.max_members = max_members
         self.jobs: list[VectorizedJob] = []
         self.hydra_context: HydraContext | None = None
