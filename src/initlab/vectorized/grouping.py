@@ -2,8 +2,9 @@
 
 The basic sweeper expands ``init=xavier,he seed=0,1 activation=relu,tanh`` into one
 override list per run. Runs whose lists differ only in *member keys* (``init``,
-``init.*``, ``seed`` and ``optimizer.lr`` by default) share the architecture and the data, so they are
-trained together: each such group becomes ONE job whose overrides are the shared ones
+``init.*``, ``seed`` and ``optimizer.lr`` by default) share the architecture, the data and
+the training recipe but for the lr, so they are trained together: each such group
+becomes ONE job whose overrides are the shared ones
 plus ``++vectorize.members=[{num: <run number>, overrides: [...]}, ...]`` and the keys'
 order in a run's list, ``++vectorize.order=[...]``.
 """
