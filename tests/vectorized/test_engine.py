@@ -59,6 +59,10 @@ def assert_same_run(ordinary: dict, vec: dict, o_dir: Path, v_dir: Path) -> None
       "trainer.gradient_clip_val=0.5", "diagnostics=off"], [("he", 2)]),
     # a data-dependent init: LSUV scales layers on the member's own data batch
     (["diagnostics=off"], [("lsuv", 3)]),
+    # one lr, a per-step schedule that also cycles Adam's betas (one-cycle): the
+    # configured torch optimizer, its lr and betas set from each step's schedule
+    pytest.param(["optimizer=adam", "lr_scheduler=onecycle", "diagnostics=off"],
+                 [("xavier", 0), ("he", 1)], marks=pytest.mark.slow),
 ])
 def test_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path, extra, members) -> None:
     tiny = "model=cnn" not in extra  # the tiny settings are MLP keys
