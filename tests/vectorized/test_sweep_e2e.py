@@ -128,3 +128,15 @@ def test_an_lr_init_seed_sweep_is_one_job_whose_members_are_their_ordinary_runs(
     # the lr mattered: the members of one init and seed ended differently
     finals = {lr: by_run[(float(lr), "he", 0)][1]["final_train_loss"] for lr in lrs}
     assert len(set(finals.values())) == 4
+
+
+@pytest.mark.slow
+def test_different_lrs_with_another_optimizer_are_refused_before_any_job(
+        run_train, tmp_path: Path) -> None:
+    proc = run_train(["-m", "hydra/sweeper=vectorized", "optimizer._target_=torch.optim.RMSprop",
+                      "optimizer.lr=0.1,0.01", f"paths.output_root={tmp_path}", *TINY])
+    assert proc.returncode != 0
+    assert "optimizer='torch.optim.RMSprop' cannot be vectorized" in proc.stderr
+    assert "SGD, Adam, AdamW when the members differ in optimizer.lr" in proc.stderr
+    sweep = only_sweep(tmp_path)
+    assert not any(p.is_dir() for p in sweep.iterdir())  # no job started
