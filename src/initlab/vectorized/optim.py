@@ -75,7 +75,7 @@ class MemberLrOptimizer:
             raise ValueError(f"MemberLrOptimizer: {len(lrs)} lrs for {self.k} members")
         self.param_groups = [{**opts, "lr": [float(v) for v in lrs], "params": self.params}]
         self.state: dict[Tensor, dict[str, Any]] = {p: {} for p in self.params}
-        self._step = 0
+        self._made: dict[tuple[Any, ...], Tensor] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -86,15 +86,19 @@ class MemberLrOptimizer:
 
     def _member(self, values: Sequence[float], like: Tensor) -> Tensor:
         """(K, 1, ...) float64 values rounded to ``like``'s dtype, as torch rounds a Python
-        float scalar into a kernel of that dtype."""
-        t = torch.tensor(values, dtype=torch.float64, device=like.device).to(like.dtype)
+        float scalar into a kernel of that dtype (made once per step and device/dtype)."""
+        key = (tuple(values), like.device, like.dtype)
+        t = self._made.get(key)
+        if t is None:
+            t = self._made[key] = torch.tensor(values, dtype=torch.float64,
+                                               device=like.device).to(like.dtype)
         return t.view(-1, *([1] * (like.dim() - 1)))
 
     @torch.no_grad()
     def step(self) -> None:
         group = self.param_groups[0]
         lrs = [float(v) for v in group["lr"]]
-        self._step += 1
+        self._made: dict[tuple[Any, ...], Tensor] = {}
         for p in self.params:
             if p.grad is None:
                 continue
