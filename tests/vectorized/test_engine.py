@@ -88,6 +88,10 @@ def test_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path, extra, memb
     # total_steps is the run's steps)
     ["optimizer=sgd", "lr_scheduler=cosine"],
     ["optimizer=adamw", "lr_scheduler=warmup_cosine", "lr_scheduler.scheduler.warmup_steps=5"],
+    # MLPs with norm layers (vmap over functional_call; BatchNorm's running statistics
+    # per member) with their own lrs
+    ["optimizer=sgd", "model.norm=batch"],
+    ["optimizer=adam", "model.norm=layer"],
 ])
 def test_members_with_their_own_lr_match_their_ordinary_runs(compose_cfg, tmp_path: Path,
                                                              extra) -> None:
