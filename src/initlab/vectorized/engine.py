@@ -5,7 +5,9 @@ forward pass of all members is ``vmap(functional_call(base, ...))``; the loss th
 back-propagated is the SUM over members of each member's mean loss, so each member's
 slice of a stacked gradient is exactly that member's own gradient. One ``torch.optim``
 optimizer over the stacked tensors then equals K separate optimizers for element-wise
-optimizers (SGD, Adam, ...: ``checks.ELEMENTWISE_OPTIMIZERS``).
+optimizers (SGD, Adam, ...: ``checks.ELEMENTWISE_OPTIMIZERS``); members with different
+learning rates take ``optim.MemberLrOptimizer`` (SGD, Adam, AdamW with an lr per member),
+and an ``lr_scheduler`` runs per member (``optim.MemberSchedules``).
 
 Per-member semantics follow the ordinary Lightning pipeline (``initlab.module`` +
 ``initlab.callbacks``): each member walks its own seed's batch order, gradient clipping
