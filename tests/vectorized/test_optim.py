@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pytest
 import torch
@@ -100,3 +101,23 @@ def test_scheduler_steps_at_lightnings_frequency() -> None:
     assert opt.param_groups[0]["lr"] == [1.0, 0.5]
     sched.step("epoch", 1)
     assert opt.param_groups[0]["lr"] == [0.5, 0.25]
+
+
+def test_a_schedule_leaves_the_stacked_optimizers_implementation_alone() -> None:
+    # one shared lr: the configured (fused) torch optimizer; one-cycle sets its lr and
+    # betas each step from the shadow, not the shadow's unfused implementation
+    p = torch.zeros(2, 3, requires_grad=True)
+    opt = torch.optim.Adam([p], lr=0.1, fused=True)
+    factory = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1)
+    sched = MemberSchedules([factory] * 2, [functools.partial(torch.optim.Adam, lr=0.1)] * 2,
+                            "step", 1, 10, opt)
+    ordinary_opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.1)
+    ordinary = factory(ordinary_opt, total_steps=10)
+    for i in range(3):
+        sched.step("step", i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ordinary.step()
+        assert opt.param_groups[0]["lr"] == ordinary_opt.param_groups[0]["lr"]
+        assert opt.param_groups[0]["betas"] == ordinary_opt.param_groups[0]["betas"]
+    assert opt.param_groups[0]["fused"] is True

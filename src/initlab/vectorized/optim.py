@@ -198,7 +198,8 @@ class MemberSchedules:
         group = self.optimizer.param_groups[0]
         first = self.shadows[0].param_groups[0]
         for key, value in first.items():
-            if key not in ("params", "lr") and key in group:
+            # the shadow's own implementation choice (unfused) is not the stacked one's
+            if key not in ("params", "lr", *_IMPLEMENTATION_KEYS) and key in group:
                 group[key] = value
         lrs = self.lrs()
         group["lr"] = lrs if isinstance(group["lr"], list) else lrs[0]

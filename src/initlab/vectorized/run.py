@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from initlab.config import check_accelerator, study_config, validate
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
@@ -95,7 +95,7 @@ def check_members(members: Sequence[Member],
     for i, m in enumerate(members):
         if m.cfg.optimizer.get("lr") != lr0:
             same_lr = copy.deepcopy(m.cfg)
-            with open_dict(same_lr):
+            with read_write(same_lr), open_dict(same_lr):
                 same_lr.optimizer.lr = lr0
             flat[i] = study_config(same_lr)
     if len({m.cfg.optimizer.get("lr") for m in members}) > 1:
