@@ -138,5 +138,16 @@ def test_different_lrs_with_another_optimizer_are_refused_before_any_job(
     assert proc.returncode != 0
     assert "optimizer='torch.optim.RMSprop' cannot be vectorized" in proc.stderr
     assert "SGD, Adam, AdamW when the members differ in optimizer.lr" in proc.stderr
+    assert "hydra.sweeper.member_keys=[init,seed]: one job per lr" in proc.stderr
     sweep = only_sweep(tmp_path)
     assert not any(p.is_dir() for p in sweep.iterdir())  # no job started
+    # as the message says: one job per lr, each member the configured RMSprop
+    again = run_train(["-m", "hydra/sweeper=vectorized", "hydra.sweeper.member_keys=[init,seed]",
+                       "optimizer._target_=torch.optim.RMSprop", "optimizer.lr=0.1,0.01",
+                       "seed=0,1", "logger=none", "diagnostics=off",
+                       f"paths.output_root={tmp_path / 'again'}",
+                       "hydra.callbacks.aggregate.plots=false", *TINY])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[vectorized] 4 runs in 2 job(s)" in again.stdout
+    results = pd.read_csv(only_sweep(tmp_path / "again") / "results.csv")
+    assert len(results) == 4 and (results["status"] == "completed").all()

@@ -112,7 +112,8 @@ def check_member_lrs(cfg: DictConfig) -> None:
     allowed = MEMBER_LR_OPTIMIZERS.get(opt)
     names = ", ".join(o.rsplit(".", 1)[-1] for o in MEMBER_LR_OPTIMIZERS)
     if allowed is None:
-        _fail("optimizer", opt, f"{names} when the members differ in optimizer.lr")
+        _fail("optimizer", opt, f"{names} when the members differ in optimizer.lr (or "
+              "hydra.sweeper.member_keys=[init,seed]: one job per lr)")
     for key in cfg.optimizer:
         if key not in allowed and key not in ("_target_", "_partial_", "foreach", "fused",
                                               "capturable", "differentiable"):
