@@ -150,7 +150,7 @@ def test_validate_names_the_bad_key(compose_cfg, override: str, key: str) -> Non
 
 def test_run_name_is_readable() -> None:
     name = run_name({"init": "he", "activation": "relu"}, 3, ["init=he", "model.depth=30"])
-    assert name == "init=he,activation=relu,model.depth=30,seed=3"
+    assert name == "init=he/model.depth=30/seed=3"
 
 
 def test_trainer_group_holds_trainer_arguments_only(compose_cfg) -> None:

@@ -204,13 +204,7 @@ class InitProbe(pl.Callback):
         self.summary.update(self._theory(model))
         self.histograms = activation_histograms(model, x, self.histogram_bins)
         if logger is not None:
-            metrics = {}
-            for row in self.records:
-                for col in ("act_std", "grad_std", "dead_frac", "saturated_frac"):
-                    value = row.get(col)
-                    if value is not None and math.isfinite(float(value)):
-                        metrics[f"init/{col}/{row['index']:02d}_{row['layer']}"] = float(value)
-            logger.log_metrics(metrics, step=0)
+            log_init_profile(logger, self.records)
 
     def _theory(self, model: Any) -> dict[str, Any]:
         """Mean-field q*, chi_1 and depth scale from the init's sigma_w^2, sigma_b^2
@@ -224,6 +218,54 @@ class InitProbe(pl.Callback):
         mf = meanfield_from_model(model, self.activation)
         return {f"meanfield_{k}": mf[k] for k in ("sigma_w2", "sigma_b2", "q_star", "chi_1",
                                                     "xi_c") if k in mf}
+
+
+# The probe's per-layer statistics that go to the logger.
+PROFILE_STATS = ("act_std", "grad_std", "dead_frac", "saturated_frac")
+
+
+def log_init_profile(logger: Any, records: list[dict[str, Any]]) -> None:
+    """The init profile at step 0: one figure per statistic, ``init/<stat>`` (the layers
+    on the x-axis, in forward order) where the logger draws figures (TensorBoard's
+    ``add_figure``); else (CSV) scalars ``init/<stat>/<index>_<layer>``."""
+    profiles = {}
+    for stat in PROFILE_STATS:
+        points = [(int(r["index"]), str(r["layer"]), float(r[stat])) for r in records
+                  if r.get(stat) is not None and math.isfinite(float(r[stat]))]
+        if points:
+            profiles[stat] = points
+    experiment = getattr(logger, "experiment", None)
+    if not hasattr(experiment, "add_figure"):
+        logger.log_metrics({f"init/{stat}/{i:02d}_{layer}": v for stat, points in
+                            profiles.items() for i, layer, v in points}, step=0)
+        return
+    for stat, points in profiles.items():
+        experiment.add_figure(f"init/{stat}", profile_figure(stat, points), global_step=0)
+
+
+def profile_figure(stat: str, points: list[tuple[int, str, float]]) -> Any:
+    """A matplotlib figure (Agg, no pyplot state) of one statistic over the layers:
+    ``points`` are (layer index, layer name, value); standard deviations on a log axis
+    (vanishing and exploding signals span decades)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, 0.45 * len(points) + 2.0), 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs = [i for i, _, _ in points]
+    ys = [v for _, _, v in points]
+    ax.plot(xs, ys, marker="o")
+    if stat.endswith("_std") and min(ys) > 0:
+        ax.set_yscale("log")
+    ax.set_xticks(xs, [f"{i} {layer}" for i, layer, _ in points], rotation=60, ha="right",
+                  fontsize=7)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(stat)
+    ax.set_title(f"{stat} at init")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def activation_histograms(model: Any, x: torch.Tensor, bins: int = 30) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -100,17 +101,66 @@ JOB_DIRNAME_LIMIT = 245
 OmegaConf.register_new_resolver("initlab.dirname", job_dirname, replace=True)
 
 
-def run_name(choices: dict[str, str], seed: int, overrides: list[str] | None = None) -> str:
-    """``init=he,activation=relu,seed=0`` plus any other override of the job."""
-    parts = [f"init={choices.get('init')}", f"activation={choices.get('activation')}"]
-    shown = {"init", "activation", "seed"}
+# Where Hydra writes a sweep's config (with the command's overrides) in the sweep folder.
+SWEEP_CONFIG_FILE = "multirun.yaml"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _names_a_run(key: str) -> bool:
+    """A key of the study (not where output goes): it may name a run."""
+    return not (key.startswith(NOT_STUDY_KEYS) or key.startswith("dataset.data_dir"))
+
+
+def sweep_keys(run_dir: str | Path | None) -> list[str] | None:
+    """The keys a sweep varies (the overrides of its command with several values:
+    ``init=he,xavier``, ``seed=range(3)``), read from the ``multirun.yaml`` Hydra writes in
+    the sweep folder, the parent of a job's run folder; None outside a sweep (or when that
+    file cannot be read). A job sees only its own values; this is what tells
+    ``trainer.max_epochs=1``, shared by all jobs, from ``init=he``, one of the swept ones."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir).parent / SWEEP_CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        task = OmegaConf.select(OmegaConf.load(path), "hydra.overrides.task") or []
+        parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
+    except Exception:  # noqa: BLE001 - an unreadable file: name the run by its own overrides
+        return None
+    return [ov.key_or_group for ov in parsed if ov.is_sweep_override()]
+
+
+def swept_keys(overrides: list[str] | None, swept: list[str] | None = None) -> list[str]:
+    """The keys of the job's ``overrides`` that set it apart in its sweep (``swept``: the
+    sweep's varying keys, ``sweep_keys``; None = every override of the job), in the
+    job's order; ``init`` and ``seed`` (always in a run name) and where-output-goes keys
+    (``paths.*``, ``logger.*``, ``run_name``, ``dataset.data_dir``, ...) left out."""
+    out: list[str] = []
     for ov in overrides or []:
-        key = ov.split("=", 1)[0].lstrip("+~")
-        if key in shown or key.startswith(NOT_STUDY_KEYS) or key.startswith("dataset.data_dir"):
+        key = _override_key(ov)
+        if ("=" not in ov or key in ("init", "seed", *out) or not _names_a_run(key)
+                or (swept is not None and key not in swept)):
             continue
-        parts.append(ov)
+        out.append(key)
+    return out
+
+
+def run_name(choices: dict[str, str], seed: int, overrides: list[str] | None = None,
+             swept: list[str] | None = None) -> str:
+    """``init=he/activation=relu/seed=0``: the init, then each override of the job whose
+    key the sweep varies (``swept``, see ``swept_keys``), then the seed. Parts are joined
+    by ``/`` (TensorBoard shows the run as a path and groups runs by init); each part is
+    one folder name (``slug``: no ``/``, never ``..``), so the run stays in its folder."""
+    values = {_override_key(ov): ov.split("=", 1)[1] for ov in overrides or [] if "=" in ov}
+    parts = [f"init={choices.get('init')}"]
+    parts += [f"{key}={values[key]}" for key in swept_keys(overrides, swept)]
     parts.append(f"seed={seed}")
-    return slug(",".join(parts))
+    return "/".join(slug(part) for part in parts)
 
 
 def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:

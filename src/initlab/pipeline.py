@@ -21,6 +21,8 @@ from initlab.config import (
     folder_name,
     run_name,
     study_config,
+    sweep_keys,
+    swept_keys,
 )
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
 
@@ -99,16 +101,21 @@ def history_metrics(
 
 # The summary.json of a run, in the steps both the pipeline and a vectorized job take.
 def new_summary(cfg: DictConfig, choices: dict[str, str] | None,
-                overrides: list[str] | None) -> dict[str, Any]:
+                overrides: list[str] | None, run_dir: str | Path | None = None
+                ) -> dict[str, Any]:
     """A run's summary before training: status ``running``, its name, axes, seed,
-    overrides and study config."""
+    overrides, the keys its sweep varies (``swept_keys``; the sweep's ``multirun.yaml``
+    is found next to ``run_dir``) and study config."""
     choices = _choices(cfg, choices)
+    swept = sweep_keys(run_dir)
     return {
         "status": "running",
-        "run_name": folder_name(cfg.get("run_name") or run_name(choices, cfg.seed, overrides)),
+        "run_name": (folder_name(cfg.run_name) if cfg.get("run_name")
+                     else run_name(choices, cfg.seed, overrides, swept)),
         **{axis: choices.get(axis) for axis in AXES if axis != "seed"},
         "seed": cfg.seed,
         "overrides": list(overrides or []),
+        "swept_keys": swept_keys(overrides, swept),
         "config": study_config(cfg),
     }
 
@@ -295,7 +302,7 @@ def run(
     t0 = time.perf_counter()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = new_summary(cfg, choices, overrides)
+    summary = new_summary(cfg, choices, overrides, out)
     name = summary["run_name"]
     # sweep jobs run without a progress bar: a line now and then shows long ones moving
     history = HistoryRecorder(None if progress_bar else PROGRESS_EVERY_S, name)
@@ -396,15 +403,47 @@ def run(
 
 HPARAM_METRICS = ("final_val_acc", "best_val_acc", "final_train_loss", "final_val_loss",
                   "test_acc", "best_val_loss", "epochs_to_target")
+# The HParams tab's columns: these, the keys the sweep varies, then the run's status.
+# TensorBoard takes the columns and their types from ONE run's definition, so every run
+# lists the same keys and metrics with the same types.
+HPARAM_KEYS = ("init", "seed", "init.mode", "init.gain")
+STRING_HPARAMS = ("init.gain",)  # a number (1.0) or a word (auto, preserve): always text
+
+
+def _hparam_value(key: str, summary: dict[str, Any]) -> Any:
+    """A run's value of ``key``: its config value, else its axis (``model=cnn``), else the
+    value of its override (``lr_scheduler=cosine``); a missing one is ``"none"``."""
+    config = summary.get("config") or {}
+    if key in config:
+        value = config[key]
+    elif key in summary:
+        value = summary[key]
+    else:
+        found = [o.split("=", 1)[1] for o in summary.get("overrides") or []
+                 if "=" in o and o.split("=", 1)[0].lstrip("+~") == key]
+        value = found[-1] if found else None
+    if value is None:
+        return "none"
+    if key in STRING_HPARAMS or not isinstance(value, (bool, int, float, str)):
+        return str(value)
+    return value
+
+
+def hparams_of(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """(hyperparameters, metrics) of the HParams tab: the core keys and the swept ones,
+    and every ``hparams/<metric>`` (NaN where the run has no value: not reached, or no
+    such split), so that all runs define the same columns."""
+    keys = [*HPARAM_KEYS, *(k for k in summary.get("swept_keys") or [] if k not in HPARAM_KEYS)]
+    params = {key: _hparam_value(key, summary) for key in keys}
+    params["status"] = summary["status"]
+    metrics = {f"hparams/{k}": float(summary[k]) if isinstance(summary.get(k), (int, float))
+               else math.nan for k in HPARAM_METRICS}
+    return params, metrics
 
 
 def _log_hparams(logger: Any, summary: dict[str, Any]) -> None:
     """Fill TensorBoard's HParams tab with the run's axes and final metrics."""
-    params = {k: v for k, v in summary["config"].items() if isinstance(v, (int, float, str, bool))}
-    params.update({axis: summary.get(axis) for axis in AXES})
-    params["status"] = summary["status"]
-    metrics = {f"hparams/{k}": float(summary[k]) for k in HPARAM_METRICS
-               if isinstance(summary.get(k), (int, float))}
+    params, metrics = hparams_of(summary)
     try:
         logger.log_hyperparams(params, metrics=metrics)
         logger.finalize(summary["status"] if summary["status"] != "completed" else "success")

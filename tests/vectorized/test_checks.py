@@ -25,6 +25,9 @@ def test_unsupported_models_are_refused_by_name(compose_cfg, model: str) -> None
     ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches"),
     ("optimizer._target_=torch.optim.LBFGS", "optimizer"),
     ("param=mup", "param"),
+    # a schedule that monitors a metric (the loop has no callback metrics to feed it)
+    ("+lr_scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau",
+     "lr_scheduler"),
 ])
 def test_unsupported_training_options_are_refused(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(VectorizeError, match=key.replace(".", r"\.")):
@@ -33,7 +36,9 @@ def test_unsupported_training_options_are_refused(compose_cfg, override: str, ke
 
 def test_supported_configs_pass(compose_cfg) -> None:
     for extra in ([], ["model=cnn", "model.norm=batch"], ["optimizer=adam"],
-                  ["trainer.gradient_clip_val=1.0"], ["model.norm=layer"]):
+                  ["trainer.gradient_clip_val=1.0"], ["model.norm=layer"],
+                  ["lr_scheduler=cosine"], ["lr_scheduler=warmup_cosine"],
+                  ["lr_scheduler=onecycle"], ["lr_scheduler=step"]):
         check_supported(compose_cfg(*extra, tiny=not extra or extra[0] != "model=cnn"))
 
 
@@ -44,6 +49,29 @@ def test_members_must_differ_only_in_init_and_seed(compose_cfg, tmp_path: Path) 
     c = Member(compose_cfg(*NO_LOG, "activation=tanh"), tmp_path / "c")
     with pytest.raises(VectorizeError, match="activation.name"):
         check_members([a, c])
+
+
+def test_members_may_differ_in_lr_with_sgd_adam_adamw(compose_cfg, tmp_path: Path) -> None:
+    for opt in ("sgd", "adam", "adamw"):
+        check_members([Member(compose_cfg(*NO_LOG, f"optimizer={opt}", f"optimizer.lr={lr}",
+                                          "lr_scheduler=onecycle"), tmp_path / str(lr))
+                       for lr in (0.1, 0.01)])  # onecycle's max_lr follows each member's lr
+    # another optimizer takes one lr per job
+    rms = [Member(compose_cfg(*NO_LOG, "optimizer._target_=torch.optim.RMSprop",
+                              "~optimizer.momentum", f"optimizer.lr={lr}"), tmp_path / str(lr))
+           for lr in (0.1, 0.01)]
+    with pytest.raises(VectorizeError, match=r"optimizer='torch.optim.RMSprop'.*SGD, Adam, AdamW"):
+        check_members(rms)
+    # an option the per-member update does not implement is named
+    odd = [Member(compose_cfg(*NO_LOG, "optimizer=sgd", "+optimizer.foo=1",
+                              f"optimizer.lr={lr}"), tmp_path / str(lr)) for lr in (0.1, 0.01)]
+    with pytest.raises(VectorizeError, match=r"optimizer\.foo"):
+        check_members(odd)
+    # other optimizer keys still may not differ
+    mom = [Member(compose_cfg(*NO_LOG, "optimizer=sgd", f"optimizer.momentum={m}"),
+                  tmp_path / str(m)) for m in (0.9, 0.5)]
+    with pytest.raises(VectorizeError, match="optimizer.momentum"):
+        check_members(mom)
 
 
 def test_a_refused_job_records_every_member_as_failed(compose_cfg, tmp_path: Path) -> None:

@@ -59,6 +59,10 @@ def assert_same_run(ordinary: dict, vec: dict, o_dir: Path, v_dir: Path) -> None
       "trainer.gradient_clip_val=0.5", "diagnostics=off"], [("he", 2)]),
     # a data-dependent init: LSUV scales layers on the member's own data batch
     (["diagnostics=off"], [("lsuv", 3)]),
+    # one lr, a per-step schedule that also cycles Adam's betas (one-cycle): the
+    # configured torch optimizer, its lr and betas set from each step's schedule
+    pytest.param(["optimizer=adam", "lr_scheduler=onecycle", "diagnostics=off"],
+                 [("xavier", 0), ("he", 1)], marks=pytest.mark.slow),
 ])
 def test_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path, extra, members) -> None:
     tiny = "model=cnn" not in extra  # the tiny settings are MLP keys
@@ -70,6 +74,46 @@ def test_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path, extra, memb
         assert_same_run(ordinary, vec[j], tmp_path / f"o{j}", tmp_path / f"v{j}")
         stored = json.loads((tmp_path / f"v{j}" / "summary.json").read_text())
         assert stored["status"] == "completed" and stored["vectorized_k"] == len(members)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [
+    # Adam, coupled weight decay (scaled by each member's lr through the gradient)
+    ["optimizer=adam", "optimizer.weight_decay=0.01"],
+    # SGD + momentum + weight decay (in the momentum, times the member's lr)
+    ["optimizer=sgd", "optimizer.weight_decay=0.001"],
+    # AdamW: the decoupled decay p (1 - lr wd) with each member's lr
+    ["optimizer=adamw", "optimizer.weight_decay=0.1"],
+    # schedules per member: per epoch (cosine) and per step (warm-up + cosine, whose
+    # total_steps is the run's steps)
+    ["optimizer=sgd", "lr_scheduler=cosine"],
+    ["optimizer=adamw", "lr_scheduler=warmup_cosine", "lr_scheduler.scheduler.warmup_steps=5"],
+    # MLPs with norm layers (vmap over functional_call; BatchNorm's running statistics
+    # per member) with their own lrs
+    ["optimizer=sgd", "model.norm=batch"],
+    ["optimizer=adam", "model.norm=layer"],
+])
+def test_members_with_their_own_lr_match_their_ordinary_runs(compose_cfg, tmp_path: Path,
+                                                             extra) -> None:
+    members = [("xavier", 0, 0.002), ("he", 1, 0.02), ("xavier", 1, 0.1)]
+    if extra[0] == "optimizer=sgd":
+        members = [(i, s, lr * 5) for i, s, lr in members]
+    cfgs = [compose_cfg("logger=none", "diagnostics=off", *extra, "trainer.max_epochs=2",
+                        f"init={i}", f"seed={s}", f"optimizer.lr={lr}")
+            for i, s, lr in members]
+    vec = train_members([Member(c, tmp_path / f"v{j}") for j, c in enumerate(cfgs)])
+    for j, cfg in enumerate(cfgs):
+        ordinary = run(cfg, tmp_path / f"o{j}", progress_bar=False)
+        assert_same_run(ordinary, vec[j], tmp_path / f"o{j}", tmp_path / f"v{j}")
+        assert vec[j]["config"]["optimizer.lr"] == members[j][2]
+    lrs = [pd.read_csv(tmp_path / f"v{j}" / "history.csv")["lr"].tolist()
+           for j in range(len(members))]
+    if "lr_scheduler" in " ".join(extra):  # the lr column follows each member's schedule
+        assert all(row[1] != row[0] for row in lrs)
+        np.testing.assert_allclose([row[0] / members[j][2] for j, row in enumerate(lrs)],
+                                   lrs[0][0] / members[0][2])
+    else:
+        assert [row[0] for row in lrs] == [lr for _, _, lr in members]
 
 
 def test_regression_member_matches_an_ordinary_run(compose_cfg, tmp_path: Path) -> None:
@@ -200,6 +244,18 @@ def test_stacked_forward_is_each_members_forward(act, bias: bool, norm: str) -> 
     torch.testing.assert_close(stacked(x[0], shared=True), want, rtol=1e-5, atol=1e-6)
 
 
+def _image_tags(run_dir: Path) -> set[str]:
+    """The image summaries' tags in the TensorBoard runs under ``run_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for d in {p.parent for p in run_dir.rglob("events.out.tfevents*")}:
+        acc = EventAccumulator(str(d))
+        acc.Reload()
+        tags.update(acc.Tags()["images"])
+    return tags
+
+
 @pytest.mark.parametrize("extra", [
     # the default diagnostics: grad norms, update ratios, dead fractions per member
     ["diagnostics=default"],
@@ -221,11 +277,15 @@ def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tb_
     ordinary = run(cfg, tmp_path / "o", progress_bar=False)
     assert vec["run_name"] == ordinary["run_name"]
     assert "vectorized_skipped" not in vec
-    assert [p.name for p in (tmp_path / "v" / "tb").iterdir()] == [vec["run_name"]]
+    tb = tmp_path / "v" / "tb"
+    assert {p.parent.relative_to(tb).as_posix() for p in tb.rglob("events.out.tfevents*")
+            } == {vec["run_name"]}
     want, got = tb_events(tmp_path / "o"), tb_events(tmp_path / "v")
-    # train/loss, train/loss_epoch, val/*, test/*, init/*, diag/grad_norm/*,
-    # diag/update_ratio/*, diag/dead_frac/*
+    # train/loss, train/loss_epoch, val/*, test/*, diag/grad_norm/*,
+    # diag/update_ratio/*, diag/dead_frac/*; the init profile's figures: init/*
     assert set(got) == set(want)
+    assert _image_tags(tmp_path / "v") == _image_tags(tmp_path / "o") == {
+        f"init/{stat}" for stat in ("act_std", "grad_std", "dead_frac", "saturated_frac")}
     assert {t.split("/")[1] for t in want if t.startswith("diag/")} == {
         "grad_norm", "update_ratio", "dead_frac"}
     # some units are dead (the comparison of dead fractions is not one of zeros)

@@ -45,6 +45,19 @@ def test_override_keys_and_member_keys() -> None:
     assert is_member_key("init") and is_member_key("init.std") and is_member_key("seed")
     assert not is_member_key("initial") and not is_member_key("activation")
     assert not is_member_key("seeds")
+    # the lr is a member key; the optimizer's other keys and the optimizer choice are not
+    assert is_member_key("optimizer.lr")
+    assert not is_member_key("optimizer") and not is_member_key("optimizer.momentum")
+
+
+def test_an_lr_init_seed_sweep_is_one_job() -> None:
+    runs = expand("optimizer.lr=0.1,0.01,0.001,0.0001", "init=xavier,he,lecun", "seed=0,1,2",
+                  "optimizer=adamw")
+    jobs = group_jobs(runs)
+    assert len(runs) == 36 and len(jobs) == 1 and len(jobs[0].members) == 36
+    assert jobs[0].shared == ["optimizer=adamw"]
+    # narrowing the member keys puts each lr in its own job again
+    assert len(group_jobs(runs, member_keys=["init", "seed"])) == 4
 
 
 def test_runs_differing_in_init_and_seed_share_one_job() -> None:
@@ -77,8 +90,9 @@ def test_max_members_splits_a_group() -> None:
 def test_custom_member_keys_only_narrow_the_defaults() -> None:
     jobs = group_jobs(expand("init=xavier,he", "seed=0,1"), member_keys=["init"])
     assert len(jobs) == 2  # seeds now make separate jobs
-    with pytest.raises(ValueError, match="member_keys"):
-        VectorizedSweeper(member_keys=["optimizer.lr"])
+    assert VectorizedSweeper(member_keys=["optimizer.lr"]).member_keys == ("optimizer.lr",)
+    with pytest.raises(ValueError, match="member_keys.*'optimizer.momentum'.*optimizer.lr"):
+        VectorizedSweeper(member_keys=["optimizer.momentum"])
 
 
 @pytest.mark.parametrize("text", ["a\\b", "a\\", "it's", "a\\'b", "+x='a b'", "${y}", "[1,2]"])
@@ -107,7 +121,7 @@ def test_the_sweeper_is_a_discoverable_hydra_plugin() -> None:
         cfg = compose("config", overrides=["hydra/sweeper=vectorized"],
                       return_hydra_config=True)
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.initlab_vectorized.VectorizedSweeper"
-    assert list(cfg.hydra.sweeper.member_keys) == ["init", "seed"]
+    assert list(cfg.hydra.sweeper.member_keys) == ["init", "seed", "optimizer.lr"]
 
 
 def test_members_differing_in_seed_share_one_composition() -> None:

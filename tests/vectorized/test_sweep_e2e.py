@@ -64,6 +64,9 @@ def test_four_runs_in_one_job(run_train, tmp_path: Path) -> None:
         assert (run_dir / ".hydra" / "config.yaml").is_file()
         events = {p.parent for p in run_dir.rglob("events.out.tfevents*")}
         assert len(events) == 1  # one TensorBoard run per member
+        # named by the swept axes only, as the basic sweeper's job names its run
+        assert s["run_name"] == f"init={row['init']}/seed={row['seed']}"
+        assert next(iter(events)) == run_dir / "tb" / s["run_name"]
         assert TAGS <= scalar_tags(events.pop())
     # running the same command on the same sweep folder keeps the finished runs
     again = run_train([*args, f"hydra.sweep.dir={sweep}"])
@@ -81,3 +84,73 @@ def test_unsupported_model_is_refused_before_any_job(run_train, tmp_path: Path) 
     assert "model=mlp or model=cnn" in proc.stderr
     sweep = only_sweep(tmp_path)
     assert not any(p.is_dir() for p in sweep.iterdir())  # no job started
+
+
+@pytest.mark.slow
+def test_an_lr_init_seed_sweep_is_one_job_whose_members_are_their_ordinary_runs(
+        run_train, compose_cfg, tmp_path: Path) -> None:
+    import numpy as np
+
+    from initlab.pipeline import run
+
+    lrs, inits, seeds = ["0.0003", "0.001", "0.003", "0.01"], ["xavier", "he", "lecun"], [0, 1, 2]
+    common = ["optimizer=adamw", "lr_scheduler=warmup_cosine", "logger=none",
+              "diagnostics=off", *TINY]
+    proc = run_train(["-m", "hydra/sweeper=vectorized", f"optimizer.lr={','.join(lrs)}",
+                      f"init={','.join(inits)}", f"seed={','.join(map(str, seeds))}",
+                      *common, f"paths.output_root={tmp_path / 'sweep'}",
+                      "hydra.callbacks.aggregate.plots=false"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[vectorized] 36 runs in 1 job(s)" in proc.stdout
+    assert proc.stdout.count("[vectorized job ") == 1  # ONE job trained the 36 runs
+    sweep = only_sweep(tmp_path / "sweep")
+    assert [p.name for p in (sweep / ".vectorized").iterdir()] == ["0"]
+    results = pd.read_csv(sweep / "results.csv")
+    assert len(results) == 36 and (results["status"] == "completed").all()
+    assert (results["vectorized_k"] == 36).all()
+    by_run = {}
+    for _, row in results.iterrows():
+        s = json.loads((sweep / row["run"] / "summary.json").read_text())
+        by_run[(s["config"]["optimizer.lr"], s["init"], s["seed"])] = (sweep / row["run"], s)
+    assert len(by_run) == 36
+    # a few members against the ordinary runs of the same configs (lowest and highest lr)
+    for lr, init, seed in [("0.0003", "he", 2), ("0.01", "xavier", 0), ("0.003", "lecun", 1)]:
+        cfg = compose_cfg(*common, f"optimizer.lr={lr}", f"init={init}", f"seed={seed}")
+        o_dir = tmp_path / f"o_{lr}_{init}_{seed}"
+        ordinary = run(cfg, o_dir, progress_bar=False)
+        v_dir, vec = by_run[(float(lr), init, seed)]
+        assert vec["status"] == ordinary["status"] == "completed"
+        ho, hv = pd.read_csv(o_dir / "history.csv"), pd.read_csv(v_dir / "history.csv")
+        assert list(hv.columns) == list(ho.columns) and list(hv["step"]) == list(ho["step"])
+        for col in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            np.testing.assert_allclose(hv[col], ho[col], rtol=1e-4, atol=1e-6, err_msg=col)
+        for key in ("final_train_loss", "final_val_acc", "best_val_loss", "test_loss",
+                    "test_acc"):
+            np.testing.assert_allclose(vec[key], ordinary[key], rtol=1e-4, atol=1e-6,
+                                       err_msg=key)
+    # the lr mattered: the members of one init and seed ended differently
+    finals = {lr: by_run[(float(lr), "he", 0)][1]["final_train_loss"] for lr in lrs}
+    assert len(set(finals.values())) == 4
+
+
+@pytest.mark.slow
+def test_different_lrs_with_another_optimizer_are_refused_before_any_job(
+        run_train, tmp_path: Path) -> None:
+    proc = run_train(["-m", "hydra/sweeper=vectorized", "optimizer._target_=torch.optim.RMSprop",
+                      "optimizer.lr=0.1,0.01", f"paths.output_root={tmp_path}", *TINY])
+    assert proc.returncode != 0
+    assert "optimizer='torch.optim.RMSprop' cannot be vectorized" in proc.stderr
+    assert "SGD, Adam, AdamW when the members differ in optimizer.lr" in proc.stderr
+    assert "hydra.sweeper.member_keys=[init,seed]: one job per lr" in proc.stderr
+    sweep = only_sweep(tmp_path)
+    assert not any(p.is_dir() for p in sweep.iterdir())  # no job started
+    # as the message says: one job per lr, each member the configured RMSprop
+    again = run_train(["-m", "hydra/sweeper=vectorized", "hydra.sweeper.member_keys=[init,seed]",
+                       "optimizer._target_=torch.optim.RMSprop", "optimizer.lr=0.1,0.01",
+                       "seed=0,1", "logger=none", "diagnostics=off",
+                       f"paths.output_root={tmp_path / 'again'}",
+                       "hydra.callbacks.aggregate.plots=false", *TINY])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[vectorized] 4 runs in 2 job(s)" in again.stdout
+    results = pd.read_csv(only_sweep(tmp_path / "again") / "results.csv")
+    assert len(results) == 4 and (results["status"] == "completed").all()

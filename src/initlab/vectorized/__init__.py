@@ -1,5 +1,5 @@
 """Vectorized sweeps: K runs that differ only in their initial weights (init scheme and
-seed) trained at once as one stacked model (``torch.func`` ``vmap``).
+seed) and learning rate trained at once as one stacked model (``torch.func`` ``vmap``).
 
 ``hydra/sweeper=vectorized`` groups a sweep's runs into such jobs (``sweeper``); train.py
 hands a job to ``run_vectorized``; ``train_members`` trains given member configs outside

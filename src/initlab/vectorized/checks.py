@@ -96,4 +96,27 @@ def check_supported(cfg: DictConfig, model_choice: str | None = None) -> None:
         _fail("param", param.get("kind"), "sp (per-layer learning rates are not vectorized)")
     sched = cfg.get("lr_scheduler") or {}
     if sched and (sched.get("scheduler") or sched.get("_target_")):
-        _fail("lr_scheduler", "set", "lr_scheduler=none")
+        target = str((sched.get("scheduler") or sched).get("_target_", ""))
+        if sched.get("monitor") is not None or target.endswith("ReduceLROnPlateau"):
+            _fail("lr_scheduler", target.rsplit(".", 1)[-1] or "monitor",
+                  "schedules of the step or epoch count (cosine, warmup_cosine, onecycle, "
+                  "step, ...), not a metric-monitoring one")
+
+
+def check_member_lrs(cfg: DictConfig) -> None:
+    """Raise ``VectorizeError`` if members of ``cfg``'s optimizer cannot have different
+    learning rates in one job (``optim.MemberLrOptimizer`` implements SGD, Adam, AdamW)."""
+    from initlab.vectorized.optim import MEMBER_LR_OPTIMIZERS
+
+    opt = str(cfg.optimizer.get("_target_", "?"))
+    allowed = MEMBER_LR_OPTIMIZERS.get(opt)
+    names = ", ".join(o.rsplit(".", 1)[-1] for o in MEMBER_LR_OPTIMIZERS)
+    if allowed is None:
+        _fail("optimizer", opt, f"{names} when the members differ in optimizer.lr (or "
+              "hydra.sweeper.member_keys=[init,seed]: one job per lr)")
+    for key in cfg.optimizer:
+        if key not in allowed and key not in ("_target_", "_partial_", "foreach", "fused",
+                                              "capturable", "differentiable"):
+            _fail(f"optimizer.{key}", cfg.optimizer.get(key),
+                  f"{opt} options {', '.join(sorted(allowed))} when the members differ in "
+                  "optimizer.lr")

@@ -5,7 +5,9 @@ forward pass of all members is ``vmap(functional_call(base, ...))``; the loss th
 back-propagated is the SUM over members of each member's mean loss, so each member's
 slice of a stacked gradient is exactly that member's own gradient. One ``torch.optim``
 optimizer over the stacked tensors then equals K separate optimizers for element-wise
-optimizers (SGD, Adam, ...: ``checks.ELEMENTWISE_OPTIMIZERS``).
+optimizers (SGD, Adam, ...: ``checks.ELEMENTWISE_OPTIMIZERS``); members with different
+learning rates take ``optim.MemberLrOptimizer`` (SGD, Adam, AdamW with an lr per member),
+and an ``lr_scheduler`` runs per member (``optim.MemberSchedules``).
 
 Per-member semantics follow the ordinary Lightning pipeline (``initlab.module`` +
 ``initlab.callbacks``): each member walks its own seed's batch order, gradient clipping
@@ -222,8 +224,10 @@ class VectorizedTrainer:
         gradient_clip_algorithm: str = "norm",
         max_loss: float | None = None,
         diagnostics: Any = None,
+        schedules: Any = None,
     ) -> None:
         self.model = model
+        self.schedules = schedules  # an optim.MemberSchedules, stepped as Lightning steps it
         self.diagnostics = diagnostics  # a vectorized.diagnostics.MemberDiagnostics
         self.optimizer = optimizer
         self.task = task
@@ -244,6 +248,12 @@ class VectorizedTrainer:
         self._frozen_idx = torch.zeros(0, dtype=torch.long, device=device)
         self._any_frozen = False
         self._manual = model.manual
+
+    def member_lrs(self) -> list[float]:
+        """Each member's current learning rate (one shared lr, or ``MemberLrOptimizer``'s
+        list)."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        return [float(v) for v in lr] if isinstance(lr, list) else [float(lr)] * self.model.k
 
     # ------------------------------------------------------------------ divergence
     def _freeze(self, mask: Tensor) -> None:
@@ -327,11 +337,13 @@ class VectorizedTrainer:
             self.model.train(True)
             # the epoch's step losses and predictions, reduced once at its end (a few tiny
             # ops a step add up at this model size)
+            # history.csv's lr: the lr each member's epoch started with (HistoryRecorder)
+            epoch_lrs = self.member_lrs()
             step_losses: list[list[float]] = []  # the host copies the checks read
             sizes: list[int] = []
             preds: list[Tensor] = []
             targets: list[Tensor] = []
-            for xb, yb in member_batches(x, y, batchers, epoch):
+            for batch_idx, (xb, yb) in enumerate(member_batches(x, y, batchers, epoch)):
                 out, values = self._forward_backward(xb, yb)
                 vals = values.tolist()  # one host copy; the checks below are plain Python
                 self._check_divergence(vals, epoch)
@@ -345,6 +357,8 @@ class VectorizedTrainer:
                     self._restore_frozen()
                 if diag is not None:
                     diag.after_step(self.frozen)
+                if self.schedules is not None:  # Lightning: after the optimizer step
+                    self.schedules.step("step", batch_idx)
                 step_losses.append(vals)
                 sizes.append(xb.shape[1])
                 if self.classification:
@@ -355,6 +369,8 @@ class VectorizedTrainer:
                 if self._any_logger and every > 0 and (self.global_step + 1) % every == 0:
                     self._log_step(vals, epoch)
                 self.global_step += 1
+            if self.schedules is not None:  # Lightning: after the epoch's last batch
+                self.schedules.step("epoch", epoch)
             # batch-size-weighted means, as the module's torchmetrics MeanMetric (in float64
             # here: they agree within float32 rounding)
             seen = max(sum(sizes), 1)
@@ -376,7 +392,7 @@ class VectorizedTrainer:
             self._end_epoch(epoch, train_loss, train_acc,
                             val_loss.tolist() if val_loss is not None else None,
                             val_acc.tolist() if val_acc is not None else None,
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0, epoch_lrs)
             self.epochs_done = epoch + 1
             if on_epoch is not None:
                 on_epoch(epoch, self)
@@ -432,8 +448,8 @@ class VectorizedTrainer:
         val_loss: list[float] | None,
         val_acc: list[float] | None,
         elapsed: float,
+        lrs: list[float],
     ) -> None:
-        lr = self.optimizer.param_groups[0]["lr"]
         frozen = self.frozen.tolist()
         for j in range(self.model.k):
             if frozen[j]:
@@ -449,7 +465,7 @@ class VectorizedTrainer:
             row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step}
             row.update({col: tags[key] for col, key in HistoryRecorder.KEYS.items()
                         if key in tags})
-            row["lr"] = lr
+            row["lr"] = lrs[j]
             row["time_s"] = round(elapsed, 4)
             self.logs[j].history.append(row)
             # as Lightning logs the module's epoch means: val and train both at the index

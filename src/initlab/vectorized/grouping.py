@@ -2,8 +2,9 @@
 
 The basic sweeper expands ``init=xavier,he seed=0,1 activation=relu,tanh`` into one
 override list per run. Runs whose lists differ only in *member keys* (``init``,
-``init.*`` and ``seed`` by default) share the architecture and the data, so they are
-trained together: each such group becomes ONE job whose overrides are the shared ones
+``init.*``, ``seed`` and ``optimizer.lr`` by default) share the architecture, the data and
+the training recipe but for the lr, so they are trained together: each such group
+becomes ONE job whose overrides are the shared ones
 plus ``++vectorize.members=[{num: <run number>, overrides: [...]}, ...]`` and the keys'
 order in a run's list, ``++vectorize.order=[...]``.
 """
@@ -14,7 +15,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-DEFAULT_MEMBER_KEYS = ("init", "seed")
+# keys the members of a vectorized job may differ in: the initial weights, the batch order
+# and the learning rate (vectorized.optim gives each member its own)
+DEFAULT_MEMBER_KEYS = ("init", "seed", "optimizer.lr")
 # The job-level key train.py looks for; members are listed under ``vectorize.members``.
 VECTORIZE_KEY = "vectorize"
 # Vectorized jobs keep their own Hydra folder (.hydra/, the job log) out of the sweep's

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from initlab.config import check_accelerator, study_config, validate
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
-from initlab.vectorized.checks import VectorizeError, check_supported
+from initlab.vectorized.checks import VectorizeError, check_member_lrs, check_supported
 from initlab.vectorized.grouping import (
     DEFAULT_MEMBER_KEYS,
     JOB_DIR,
@@ -82,12 +82,24 @@ def _device(cfg: DictConfig) -> str:
 
 def check_members(members: Sequence[Member],
                   configs: Sequence[dict[str, Any]] | None = None) -> None:
-    """Members must agree on everything but ``init*`` and ``seed`` (same model, data and
-    training): only the initial weights and the batch order may differ between stacked
-    members, whatever ``hydra.sweeper.member_keys`` says. ``configs``: the members'
-    ``study_config`` when already computed."""
+    """Members must agree on everything but ``init*``, ``seed`` and ``optimizer.lr``
+    (same model, data and training recipe): only the initial weights, the batch order and
+    the learning rate may differ between stacked members, whatever
+    ``hydra.sweeper.member_keys`` says. Keys that follow ``optimizer.lr`` by
+    interpolation (OneCycle's ``max_lr: ${optimizer.lr}``) follow it in each member's
+    own schedule, so they are compared with every member's lr set to the first's.
+    ``configs``: the members' ``study_config`` when already computed."""
     member_keys = DEFAULT_MEMBER_KEYS
-    flat = configs if configs is not None else [study_config(m.cfg) for m in members]
+    flat = list(configs) if configs is not None else [study_config(m.cfg) for m in members]
+    lr0 = members[0].cfg.optimizer.get("lr") if members else None
+    for i, m in enumerate(members):
+        if m.cfg.optimizer.get("lr") != lr0:
+            same_lr = copy.deepcopy(m.cfg)
+            with read_write(same_lr), open_dict(same_lr):
+                same_lr.optimizer.lr = lr0
+            flat[i] = study_config(same_lr)
+    if len({m.cfg.optimizer.get("lr") for m in members}) > 1:
+        check_member_lrs(members[0].cfg)
     views = [{k: v for k, v in c.items() if not is_member_key(k, member_keys)} for c in flat]
     ref = views[0]
     for other in views[1:]:
@@ -97,6 +109,38 @@ def check_members(members: Sequence[Member],
                     f"the runs of one vectorized job must differ only in "
                     f"{', '.join(member_keys)}; {key} is {ref.get(key)!r} in one run and "
                     f"{other.get(key)!r} in another")
+
+
+def _stacked_optimizer(cfgs: Sequence[DictConfig], params: list[Any]) -> Any:
+    """The members' optimizer over the stacked tensors: the configured ``torch.optim``
+    optimizer when they share the lr, else a ``MemberLrOptimizer`` with each member's."""
+    from hydra.utils import instantiate
+
+    from initlab.vectorized.engine import stacked_optimizer
+    from initlab.vectorized.optim import MemberLrOptimizer
+
+    lrs = [float(c.optimizer.lr) for c in cfgs]
+    if len(set(lrs)) == 1:
+        return stacked_optimizer(instantiate(cfgs[0].optimizer), params)
+    options = OmegaConf.to_container(cfgs[0].optimizer, resolve=True)
+    kind = str(options.pop("_target_")).rsplit(".", 1)[-1]
+    options.pop("_partial_", None)
+    return MemberLrOptimizer(kind, params, lrs, options)
+
+
+def _schedules(cfgs: Sequence[DictConfig], optimizer: Any, total_steps: int) -> Any:
+    """Each member's ``lr_scheduler`` on a shadow of its optimizer (None without one)."""
+    from hydra.utils import instantiate
+
+    from initlab.schedulers import scheduler_spec
+    from initlab.vectorized.optim import MemberSchedules
+
+    specs = [scheduler_spec(c.get("lr_scheduler")) for c in cfgs]
+    if specs[0] is None:
+        return None
+    return MemberSchedules([s["scheduler"] for s in specs],
+                           [instantiate(c.optimizer) for c in cfgs],
+                           specs[0]["interval"], specs[0]["frequency"], total_steps, optimizer)
 
 
 def _probe(model: Any, dm: Any, seed: int, diag: Any, activation: str | None, logger: Any
@@ -153,7 +197,6 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         StackedModel,
         VectorizedTrainer,
         log_interval,
-        stacked_optimizer,
     )
 
     quiet_libraries()
@@ -164,7 +207,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     probes: list[Any] = [None] * k_all  # InitProbe callbacks that ran
     for m in members:
         m.output_dir.mkdir(parents=True, exist_ok=True)
-        summaries.append(new_summary(m.cfg, m.choices, m.overrides))
+        summaries.append(new_summary(m.cfg, m.choices, m.overrides, m.output_dir))
         _write_hydra_dir(m)
     trainer: VectorizedTrainer | None = None
     live: list[int] = []  # indices of the members in the stacked model
@@ -239,8 +282,8 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 log.error("run %s failed at init: %s", s["run_name"], s["error"])
         if live:
             stacked = StackedModel(models, device=device)
-            optimizer = stacked_optimizer(instantiate(cfg.optimizer),
-                                          list(stacked.params.values()))
+            live_cfgs = [members[i].cfg for i in live]
+            optimizer = _stacked_optimizer(live_cfgs, list(stacked.params.values()))
             tcfg = cfg.trainer
             log_every = log_interval(tcfg.get("log_every_n_steps", 50))
             diagnostics = None if diag_settings is None else MemberDiagnostics(
@@ -262,6 +305,8 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
 
             # Lightning's default when max_epochs is null (and max_steps -1)
             max_epochs = 1000 if tcfg.get("max_epochs") is None else int(tcfg.max_epochs)
+            # trainer.estimated_stepping_batches: batches per epoch x epochs
+            trainer.schedules = _schedules(live_cfgs, optimizer, len(batchers[0]) * max_epochs)
 
             def progress(epoch: int, tr: VectorizedTrainer) -> None:
                 n_active = int((~tr.frozen).sum())

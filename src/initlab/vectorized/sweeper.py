@@ -86,7 +86,7 @@ class VectorizedSweeper(Sweeper):
             if not is_member_key(str(key), DEFAULT_MEMBER_KEYS):
                 raise ValueError(
                     f"hydra.sweeper.member_keys: {key!r} is not allowed; members of a "
-                    f"vectorized job can differ only in init, init.* and seed")
+                    f"vectorized job can differ only in init, init.*, seed and optimizer.lr")
         self.max_members = max_members
         self.jobs: list[VectorizedJob] = []
         self.hydra_context: HydraContext | None = None
@@ -141,7 +141,7 @@ class VectorizedSweeper(Sweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Like the basic sweeper: every run's config must compose (here: every member of
         every job), and - before any job starts - be one a vectorized job can train."""
-        from initlab.vectorized.checks import VectorizeError, check_supported
+        from initlab.vectorized.checks import VectorizeError, check_member_lrs, check_supported
 
         assert self.hydra_context is not None and self.config is not None
         loader = self.hydra_context.config_loader
@@ -149,6 +149,7 @@ class VectorizedSweeper(Sweeper):
             shared = [o for o in job if not o.startswith((VECTORIZE_KEY_OVERRIDE, "hydra."))]
             job_cfg = loader.load_sweep_config(self.config, list(job))
             seen: set[tuple[str, ...]] = set()
+            lrs: set[Any] = set()  # members with different lrs: only where implemented
             for _, member in decode_members(job_cfg.vectorize.members):
                 rest, seed = split_seed([*shared, *member])
                 if seed is not None and rest in seen:
@@ -157,5 +158,8 @@ class VectorizedSweeper(Sweeper):
                 cfg = loader.load_sweep_config(self.config, [*shared, *member])
                 try:
                     check_supported(cfg, model_choice=cfg.hydra.runtime.choices.get("model"))
+                    lrs.add(cfg.optimizer.get("lr"))
+                    if len(lrs) > 1:
+                        check_member_lrs(cfg)
                 except VectorizeError as exc:
                     raise RefusedSweep(str(exc)) from exc
