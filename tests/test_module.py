@@ -25,6 +25,11 @@ class Keep(pl.Callback):
         self.trainer, self.module = trainer, pl_module
         self.batches_per_epoch = trainer.num_training_batches
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        # torchmetrics state starts empty every epoch (Lightning resets logged metrics)
+        self.start_weights = [*getattr(self, "start_weights", []),
+                              float(pl_module.train_loss.weight)]
+
     def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         self.fit_metrics = dict(trainer.callback_metrics)  # trainer.test resets them
 
@@ -61,6 +66,10 @@ def test_logged_epoch_metrics_equal_a_direct_evaluation(compose_cfg, tmp_path: P
     test_loss, test_acc = _direct_eval(keep.module.model, dm, "test")
     assert summary["test_acc"] == pytest.approx(test_acc, abs=1e-6)
     assert summary["test_loss"] == pytest.approx(test_loss, rel=1e-5)
+    assert keep.start_weights == [0.0, 0.0]
+    # the train means are of each epoch alone: epoch 2's equals its own batches' mean
+    history = _history(tmp_path)
+    assert history["train_loss"].iloc[1] < history["train_loss"].iloc[0]
     # one optimizer step per Lightning batch: the progress bar counts steps
     assert keep.batches_per_epoch == math.ceil(dm.describe()["n_train"] / 64)
     assert summary["steps"] == 2 * keep.batches_per_epoch

@@ -71,12 +71,14 @@ def _scalar(value: Any) -> float | None:
 
 
 class HistoryRecorder(pl.Callback):
-    """One row per finished training epoch, from the epoch means the module logged.
+    """One row per finished training epoch, from the epoch means the module logged
+    (``trainer.callback_metrics``).
 
-    Lightning logs the train epoch means before the callbacks' ``on_train_epoch_end`` and
-    runs the epoch's validation before it, so the row is complete there; checkpoint
-    callbacks run after it, so a checkpoint written at the epoch's end holds the row.
-    ``lr`` is the first parameter group's learning rate the epoch started with.
+    The module logs its epoch means in its ``on_train_epoch_end``, which Lightning calls
+    after the callbacks' (the epoch's validation ran before both); the row of epoch ``e``
+    is read at the start of epoch ``e + 1``, at the end of fit, or when a checkpoint asks
+    for this callback's state (checkpoint callbacks run after the module's hook). ``lr``
+    is the first parameter group's learning rate the epoch started with.
     """
 
     KEYS = {
@@ -99,12 +101,15 @@ class HistoryRecorder(pl.Callback):
         self._said_at = self._t0
         self._validated_epoch = -1
         self._epoch_lr: float | None = None
+        self._pending: tuple[int, int, float | None] | None = None
+        self._trainer: pl.Trainer | None = None
         self.start_step = 0  # the global step this fit started at (> 0 after a resume)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start_step = trainer.global_step
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush()
         opt = trainer.optimizers[0] if trainer.optimizers else None
         self._epoch_lr = float(opt.param_groups[0]["lr"]) if opt is not None else None
 
@@ -114,15 +119,29 @@ class HistoryRecorder(pl.Callback):
             self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch = trainer.current_epoch
+        # the module logs the epoch's means in its own on_train_epoch_end, which Lightning
+        # calls after this one: the row is read when next needed (next epoch, end of fit,
+        # or a checkpoint, which Lightning writes after the module's hook)
+        self._pending = (trainer.current_epoch, trainer.global_step, self._epoch_lr)
+        self._trainer = trainer
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._pending is None or self._trainer is None:
+            return
+        epoch, step, lr = self._pending
+        self._pending = None
+        trainer = self._trainer
         metrics = trainer.callback_metrics
-        row: dict[str, Any] = {"epoch": epoch + 1, "step": trainer.global_step}
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": step}
         for col, key in self.KEYS.items():
             # val/* of an epoch without validation would be the last validation's: left empty
             if key in metrics and (self._validated_epoch == epoch or not key.startswith("val/")):
                 row[col] = _scalar(metrics[key])
-        if self._epoch_lr is not None:
-            row["lr"] = self._epoch_lr
+        if lr is not None:
+            row["lr"] = lr
         now = time.perf_counter()
         row["time_s"] = round(now - self._t0, 4)
         self.rows.append(row)
@@ -134,6 +153,7 @@ class HistoryRecorder(pl.Callback):
                      row["time_s"], shown)
 
     def state_dict(self) -> dict[str, Any]:
+        self._flush()  # a checkpoint at an epoch's end holds that epoch's row
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
