@@ -97,7 +97,9 @@ def test_members_with_their_own_lr_match_their_ordinary_runs(compose_cfg, tmp_pa
                                                              extra) -> None:
     members = [("xavier", 0, 0.002), ("he", 1, 0.02), ("xavier", 1, 0.1)]
     if extra[0] == "optimizer=sgd":
-        members = [(i, s, lr * 5) for i, s, lr in members]
+        # larger rates for SGD, short of the chaotic range (at lr 0.5 the two engines'
+        # float rounding grew to 0.4 % in the second epoch's val loss on an AMD EPYC)
+        members = [(i, s, lr * 2) for i, s, lr in members]
     cfgs = [compose_cfg("logger=none", "diagnostics=off", *extra, "trainer.max_epochs=2",
                         f"init={i}", f"seed={s}", f"optimizer.lr={lr}")
             for i, s, lr in members]
