@@ -103,6 +103,7 @@ class CheckedSweeper(Sweeper):
                 job_cfg = loader.load_sweep_config(self.config, list(job))
                 folder = job_folder(sweep_dir, job_cfg, num)
                 check_job_config(job_cfg, folder if folder.exists() else None)
+                self.inspect_job(num, job, job_cfg)
             except Exception as exc:  # noqa: BLE001 - every bad job is reported
                 own = " ".join(o for o in job if o not in common)
                 bad.append(f"  job {num + 1} ({own or 'defaults'}): "
@@ -112,12 +113,20 @@ class CheckedSweeper(Sweeper):
                 f"{len(bad)} of {len(jobs)} job(s) refused before any training; fix them "
                 "and run the command again:\n" + "\n".join(bad))
 
+    def inspect_job(self, num: int, job: Sequence[str], job_cfg: DictConfig) -> None:
+        """Called with each job's composed config once it passed its checks (a hook for
+        subclasses: the auto sweeper looks there whether the sweep can be vectorized)."""
+
     def sweep(self, arguments: list[str]) -> Any:
+        jobs = self.job_lists(arguments)
+        self.check_all(jobs)
+        return self.launch_all(jobs)
+
+    def launch_all(self, jobs: Sequence[Sequence[str]]) -> list[Sequence[JobReturn]]:
+        """Launch ``jobs`` in batches of ``max_batch_size``; stop launching on SIGTERM."""
         from initlab.runguard import Interrupted
 
         assert self.config is not None and self.launcher is not None
-        jobs = self.job_lists(arguments)
-        self.check_all(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -126,7 +135,7 @@ class CheckedSweeper(Sweeper):
         returns: list[Sequence[JobReturn]] = []
         for start in range(0, len(jobs), size):
             try:
-                results = self.launcher.launch(jobs[start : start + size],
+                results = self.launcher.launch(list(jobs[start : start + size]),
                                                initial_job_idx=start)
             except Interrupted:
                 log.info("sweep interrupted: no further jobs are launched")
@@ -135,3 +144,63 @@ class CheckedSweeper(Sweeper):
                 _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
             returns.append(results)
         return returns
+
+
+def vectorize_refusal(exc: Exception) -> str:
+    """A ``VectorizeError`` as the auto sweeper's reason: ``key=value cannot be vectorized:
+    allowed ...`` (the hint about ``hydra/sweeper=vectorized`` does not apply here)."""
+    from initlab.vectorized.checks import HINT
+
+    text = str(exc).replace(" (hydra/sweeper=vectorized)", "")
+    return text.removesuffix(f"; {HINT}")
+
+
+class AutoSweeper(CheckedSweeper):
+    """``hydra/sweeper=auto`` (the default): the checked sweeper's jobs and up-front
+    checks; when every job can be trained by the vectorized engine, the runs that differ
+    only in ``member_keys`` are launched as one vectorized job each, exactly as
+    ``hydra/sweeper=vectorized`` launches them (same run folders, same results). Otherwise
+    one job per run, after one line naming the key that prevents vectorizing."""
+
+    def __init__(self, max_batch_size: int | None = None,
+                 params: dict[str, str] | None = None,
+                 member_keys: Sequence[str] | None = None,
+                 max_members: int | None = None) -> None:
+        from initlab.vectorized.grouping import DEFAULT_MEMBER_KEYS, is_member_key
+
+        super().__init__(max_batch_size, params)
+        self.member_keys = tuple(member_keys or DEFAULT_MEMBER_KEYS)
+        for key in self.member_keys:
+            if not is_member_key(str(key), DEFAULT_MEMBER_KEYS):
+                raise ValueError(
+                    f"hydra.sweeper.member_keys: {key!r} is not allowed; members of a "
+                    f"vectorized job can differ only in init, init.* and seed")
+        self.max_members = max_members
+        self.refusal: str | None = None  # why this sweep is not vectorized
+
+    def inspect_job(self, num: int, job: Sequence[str], job_cfg: DictConfig) -> None:
+        from initlab.vectorized.checks import VectorizeError, check_supported
+
+        if self.refusal is not None:
+            return  # one reason is enough
+        try:
+            check_supported(job_cfg, model_choice=job_cfg.hydra.runtime.choices.get("model"))
+        except VectorizeError as exc:
+            self.refusal = vectorize_refusal(exc)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from initlab.vectorized.grouping import group_jobs
+
+        runs = self.job_lists(arguments)
+        self.refusal = None
+        self.check_all(runs)  # also sets self.refusal (inspect_job)
+        if self.refusal is not None:
+            print(f"[auto] {len(runs)} runs, one job per run (not vectorized): "
+                  f"{self.refusal}", flush=True)
+            return self.launch_all(runs)
+        groups = group_jobs(runs, self.member_keys, self.max_members)
+        print(f"[vectorized] {len(runs)} runs in {len(groups)} job(s) "
+              f"(members differ in {', '.join(self.member_keys)}): "
+              + ", ".join(f"job {i}: {len(g.members)} runs" for i, g in enumerate(groups)),
+              flush=True)
+        return self.launch_all([g.overrides(i) for i, g in enumerate(groups)])
