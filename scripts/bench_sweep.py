@@ -15,7 +15,12 @@ the same training (see plain_sweep.py); each writes into its own new temporary f
 ``--runs 64``: init=xavier,he,random,lecun x seed=0..15. The two sides alternate,
 ``--repeats`` times; the median of each is printed with every single time and the ratio.
 
-    python scripts/bench_sweep.py [--runs 9|64] [--repeats 3] [--epochs N]
+``--threads N`` sets ``OMP_NUM_THREADS=N`` for both sides (torch's default thread count
+otherwise). On a machine shared with other jobs, two intra-op threads per process can
+spin-wait on each other: the plain loop's small per-batch products then run 20-50x
+slower than on one thread, which says more about the machine than about either side.
+
+    python scripts/bench_sweep.py [--runs 9|64] [--repeats 3] [--epochs N] [--threads N]
                                   [--sweeper auto|checked|vectorized]
 """
 
@@ -50,8 +55,10 @@ def commands(runs: int, out: Path, epochs: int | None, sweeper: str | None
     return {"initlab": initlab, "plain": plain}
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], threads: int | None) -> float:
     env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -82,6 +89,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=None,
                     help="trainer.max_epochs for both (default: initlab's default, 10)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS for both sides (default: torch's own choice)")
     ap.add_argument("--sweeper", default=None,
                     help="hydra/sweeper for initlab (default: none given, i.e. auto)")
     args = ap.parse_args()
@@ -93,7 +102,7 @@ def main() -> None:
                 if rep == 0:
                     print("$", " ".join("python" if c == sys.executable else c for c in cmd),
                           flush=True)
-                times[side].append(timed(cmd))
+                times[side].append(timed(cmd, args.threads))
                 check_outputs(side, Path(tmp), args.runs)
             print(f"repeat {rep + 1}: {side} {times[side][-1]:.1f} s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -101,7 +110,8 @@ def main() -> None:
         print(f"{side:8s} median {med[side]:6.1f} s  (each: "
               + ", ".join(f"{t:.1f}" for t in ts) + ")")
     print(f"ratio initlab / plain: {med['initlab'] / med['plain']:.2f} "
-          f"({args.runs} runs, median of {args.repeats})")
+          f"({args.runs} runs, median of {args.repeats}, threads: "
+          f"{args.threads or 'default'}, sweeper: {args.sweeper or 'default'})")
 
 
 if __name__ == "__main__":
