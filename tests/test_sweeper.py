@@ -7,12 +7,54 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from initlab.sweeper import vectorize_refusal
+from initlab.sweeper import AutoSweeper, vectorize_refusal
 from initlab.vectorized.checks import VectorizeError, check_supported
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 TINY = ["trainer.max_epochs=1", "model.depth=2", "model.width=32",
         "hydra.callbacks.aggregate.plots=false"]  # plots are not under test here
+
+
+def test_auto_is_the_default_and_a_discoverable_hydra_plugin() -> None:
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
+    assert "hydra_plugins.initlab_auto.AutoSweeper" in found
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.initlab_auto.AutoSweeper"
+    assert list(cfg.hydra.sweeper.member_keys) == ["init", "seed"]
+
+
+def test_member_keys_other_than_init_and_seed_are_refused() -> None:
+    with pytest.raises(ValueError, match="hydra.sweeper.member_keys: 'activation'"):
+        AutoSweeper(member_keys=["init", "activation"])
+
+
+def test_jobs_differing_in_seed_are_checked_on_hydras_own_config() -> None:
+    # the shortcut (one composition per seed-less override list) gives what Hydra composes
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.utils import setup_globals
+    from hydra.types import HydraContext, RunMode
+
+    setup_globals()
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF)))
+    sweeper = AutoSweeper()
+    sweeper.config = loader.load_configuration("config", ["init=xavier,he", "seed=0,7"],
+                                               run_mode=RunMode.MULTIRUN)
+    sweeper.hydra_context = HydraContext(config_loader=loader, callbacks=None)
+    cache: dict = {}
+    for job in (["init=he", "seed=0"], ["init=he", "seed=7"], ["init=xavier", "seed=7"]):
+        got = sweeper.compose_job(job, cache)
+        want = loader.load_sweep_config(sweeper.config, job)
+        assert OmegaConf.to_container(got) == OmegaConf.to_container(want), job
+    assert len(cache) == 2  # he composed once for both seeds
 
 
 def test_refusal_names_the_key_without_the_vectorized_sweeper_hint(compose_cfg) -> None:
