@@ -120,8 +120,8 @@ class CheckedSweeper(Sweeper):
     def compose_job(self, job: list[str], composed: dict[tuple[str, ...], DictConfig]
                     ) -> DictConfig:
         """The job's config as Hydra's launcher composes it. Jobs that differ only in a
-        plain ``seed=<int>`` share one composition (0.2-0.4 s each here; 16 seeds of 4 inits
-        took 15-25 s), copied with the seed and its traces in the hydra node
+        plain ``seed=<int>`` share one composition (0.2-0.4 s each here; 64 of them
+        would take 13-26 s), copied with the seed and its traces in the hydra node
         (task overrides, ``override_dirname``) replaced, as vectorized jobs do."""
         import copy
 
@@ -214,8 +214,8 @@ class AutoSweeper(CheckedSweeper):
     def compose_job(self, job: list[str], composed: dict[tuple[str, ...], DictConfig]
                     ) -> DictConfig:
         """The job's config as Hydra's launcher composes it. Jobs that differ only in a
-        plain ``seed=<int>`` share one composition (0.2-0.4 s each here; 16 seeds of 4 inits
-        took 15-25 s), copied with the seed and its traces in the hydra node
+        plain ``seed=<int>`` share one composition (0.2-0.4 s each here; 64 of them
+        would take 13-26 s), copied with the seed and its traces in the hydra node
         (task overrides, ``override_dirname``) replaced, as vectorized jobs do."""
         import copy
 
