@@ -211,35 +211,6 @@ class AutoSweeper(CheckedSweeper):
         self.max_members = max_members
         self.refusal: str | None = None  # why this sweep is not vectorized
 
-    def compose_job(self, job: list[str], composed: dict[tuple[str, ...], DictConfig]
-                    ) -> DictConfig:
-        """The job's config as Hydra's launcher composes it. Jobs that differ only in a
-        plain ``seed=<int>`` share one composition (0.2-0.4 s each here; 64 of them
-        would take 13-26 s), copied with the seed and its traces in the hydra node
-        (task overrides, ``override_dirname``) replaced, as vectorized jobs do."""
-        import copy
-
-        from initlab.compat import overrides_dirname
-        from initlab.vectorized.grouping import split_seed
-
-        assert self.hydra_context is not None and self.config is not None
-        loader = self.hydra_context.config_loader
-        rest, seed = split_seed(job)
-        if seed is None:
-            return loader.load_sweep_config(self.config, job)
-        if rest not in composed:
-            composed[rest] = loader.load_sweep_config(self.config, job)
-            return copy.deepcopy(composed[rest])
-        job_cfg = copy.deepcopy(composed[rest])
-        dirname = overrides_dirname(job, job_cfg.hydra)
-        if dirname is None:  # Hydra's internals moved: compose it
-            return loader.load_sweep_config(self.config, job)
-        with read_write(job_cfg), open_dict(job_cfg):
-            job_cfg.seed = seed
-            job_cfg.hydra.overrides.task = list(job)
-            job_cfg.hydra.job.override_dirname = dirname
-        return job_cfg
-
     def inspect_job(self, num: int, job: Sequence[str], job_cfg: DictConfig) -> None:
         from initlab.vectorized.checks import VectorizeError, check_supported
 
