@@ -36,6 +36,24 @@ def test_member_keys_other_than_init_and_seed_are_refused() -> None:
         AutoSweeper(member_keys=["init", "activation"])
 
 
+def test_a_study_can_switch_vectorizing_off_under_every_sweeper() -> None:
+    # init_claims reads final_dead_frac_*, which vectorized members do not record
+    from initlab.sweeper import CheckedSweeper
+    from initlab.vectorized.sweeper import VectorizedSweeper
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for sweeper in ("auto", "checked", "vectorized"):
+            cfg = compose("config", overrides=["experiment=init_claims",
+                                               f"hydra/sweeper={sweeper}"],
+                          return_hydra_config=True)
+            assert cfg.hydra.sweeper.vectorize is False
+            kwargs = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
+            cls = {"auto": AutoSweeper, "checked": CheckedSweeper,
+                   "vectorized": VectorizedSweeper}[sweeper]
+            assert cls(**kwargs).params["seed"] == "0,1,2"  # the study's sweep is kept
+    assert AutoSweeper().vectorize is True
+
+
 def test_jobs_differing_in_seed_are_checked_on_hydras_own_config() -> None:
     # the shortcut (one composition per seed-less override list) gives what Hydra composes
     from hydra._internal.config_loader_impl import ConfigLoaderImpl

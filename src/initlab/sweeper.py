@@ -64,11 +64,15 @@ def check_job_config(job_cfg: DictConfig, folder: Path | None) -> None:
 
 class CheckedSweeper(Sweeper):
     """``max_batch_size``: jobs per launcher call (null: all); ``params``: sweep params
-    from the config (an experiment's ``hydra.sweeper.params``), as in the basic sweeper."""
+    from the config (an experiment's ``hydra.sweeper.params``), as in the basic sweeper;
+    ``vectorize``: see ``AutoSweeper``."""
 
     def __init__(self, max_batch_size: int | None = None,
-                 params: dict[str, str] | None = None) -> None:
+                 params: dict[str, str] | None = None, vectorize: bool | None = None) -> None:
         self.max_batch_size = max_batch_size
+        # read by the auto sweeper only; accepted here so that a config setting
+        # hydra.sweeper.vectorize (an experiment) also runs under hydra/sweeper=checked
+        self.vectorize = vectorize
         self.params = dict(params or {})
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
@@ -193,15 +197,17 @@ class AutoSweeper(CheckedSweeper):
     checks; when every job can be trained by the vectorized engine, the runs that differ
     only in ``member_keys`` are launched as one vectorized job each, exactly as
     ``hydra/sweeper=vectorized`` launches them (same run folders, same results). Otherwise
-    one job per run, after one line naming the key that prevents vectorizing."""
+    one job per run, after one line naming the key that prevents vectorizing.
+    ``vectorize=false`` (``hydra.sweeper.vectorize``): always one job per run, for studies
+    that need what only the ordinary path records (``experiment=init_claims``)."""
 
     def __init__(self, max_batch_size: int | None = None,
                  params: dict[str, str] | None = None,
                  member_keys: Sequence[str] | None = None,
-                 max_members: int | None = None) -> None:
+                 max_members: int | None = None, vectorize: bool | None = True) -> None:
         from initlab.vectorized.grouping import DEFAULT_MEMBER_KEYS, is_member_key
 
-        super().__init__(max_batch_size, params)
+        super().__init__(max_batch_size, params, vectorize)
         self.member_keys = tuple(member_keys or DEFAULT_MEMBER_KEYS)
         for key in self.member_keys:
             if not is_member_key(str(key), DEFAULT_MEMBER_KEYS):
@@ -225,7 +231,7 @@ class AutoSweeper(CheckedSweeper):
         from initlab.vectorized.grouping import group_jobs
 
         runs = self.job_lists(arguments)
-        self.refusal = None
+        self.refusal = None if self.vectorize is not False else "hydra.sweeper.vectorize=false"
         self.check_all(runs)  # also sets self.refusal (inspect_job)
         if self.refusal is not None:
             print(f"[auto] {len(runs)} runs, one job per run (not vectorized): "
