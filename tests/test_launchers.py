@@ -54,8 +54,9 @@ def test_worker_threads_split_the_cores() -> None:
 
 @pytest.mark.slow
 def test_submitit_local_sweep_runs_jobs_through_submitit(run_train, tmp_path: Path) -> None:
-    proc = run_train(["-m", "hydra/launcher=submitit_local_preset", f"paths.output_root={tmp_path}",
-                      *TINY, "init=he,xavier"])
+    # hydra/sweeper=checked: one job per run (auto would vectorize both runs into one job)
+    proc = run_train(["-m", "hydra/launcher=submitit_local_preset", "hydra/sweeper=checked",
+                      f"paths.output_root={tmp_path}", *TINY, "init=he,xavier"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = list((tmp_path / "multirun").iterdir())
     # submitit's own bookkeeping: one folder per job with its pickled result and log
@@ -71,8 +72,8 @@ def test_submitit_local_sweep_runs_jobs_through_submitit(run_train, tmp_path: Pa
 
 @pytest.mark.slow
 def test_joblib_sweep_limits_threads_per_worker(run_train, tmp_path: Path) -> None:
-    proc = run_train(["-m", "hydra/launcher=local_parallel", f"paths.output_root={tmp_path}",
-                      *TINY, "init=he,xavier"])
+    proc = run_train(["-m", "hydra/launcher=local_parallel", "hydra/sweeper=checked",
+                      f"paths.output_root={tmp_path}", *TINY, "init=he,xavier"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = list((tmp_path / "multirun").iterdir())
     results = pd.read_csv(sweep / "results.csv")

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_rerunning_finished_jobs(run_train, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    args = ["-m", f"paths.output_root={tmp_path}", f"hydra.sweep.dir={sweep}",
-            "model.depth=2", "model.width=32", "trainer.max_epochs=15",
-            "init=xavier,he,random"]
+    # one job per run, so that the sweep can be killed between two of them
+    args = ["-m", "hydra/sweeper=checked", f"paths.output_root={tmp_path}",
+            f"hydra.sweep.dir={sweep}", "model.depth=2", "model.width=32",
+            "trainer.max_epochs=15", "init=xavier,he,random"]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), MPLBACKEND="Agg")
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

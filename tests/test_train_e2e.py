@@ -28,7 +28,9 @@ def read_scalars(event_dir: Path) -> dict[str, list[float]]:
 
 @pytest.mark.slow
 def test_three_inits_sweep(run_train, tmp_path: Path) -> None:
-    proc = run_train(["-m", f"paths.output_root={tmp_path}", *TINY, "init=xavier,he,random"])
+    # one Lightning job per run (the default sweeper would vectorize these three runs)
+    proc = run_train(["-m", "hydra/sweeper=checked", f"paths.output_root={tmp_path}", *TINY,
+                      "init=xavier,he,random"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = sweep_dir(tmp_path)
     results = pd.read_csv(sweep / "results.csv")

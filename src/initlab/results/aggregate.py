@@ -805,7 +805,7 @@ def aggregate(
     keys = sweep_keys(results)
     heat_axes: tuple[str, str] | None = None
     if plots:
-        from initlab.results.plots import check_formats
+        from initlab.results.figformats import check_formats
 
         check_formats(formats)  # a bad format is refused before anything is written
     if plots and not results.empty:

@@ -52,7 +52,7 @@ class AggregateSweep(Callback):
 
     def __init__(self, plots: bool = True, heatmap_axes: list[str] | None = None,
                  formats: list[str] | None = None) -> None:
-        from initlab.results.plots import check_formats
+        from initlab.results.figformats import check_formats
 
         self.plots = plots
         self.heatmap_axes = list(heatmap_axes) if heatmap_axes else None

@@ -45,6 +45,7 @@ from initlab.results.aggregate import (  # noqa: E402
     sweep_keys,
     task_of,
 )
+from initlab.results.figformats import FORMATS, check_formats  # noqa: E402
 from initlab.results.files import HISTORY_FILE  # noqa: E402
 from initlab.results.stats import describe  # noqa: E402
 
@@ -204,18 +205,7 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = N
     return fig, flat[:n]
 
 
-FORMATS = ("png", "pdf", "svg")
 _extra_formats: tuple[str, ...] = ()  # set by plot_all: also write these next to each PNG
-
-
-def check_formats(formats: Sequence[str] | None) -> tuple[str, ...]:
-    """The figure formats asked for, PNG always first; ValueError naming the allowed ones."""
-    asked = [str(f).lower().lstrip(".") for f in (formats or ["png"])]
-    bad = [f for f in asked if f not in FORMATS]
-    if bad:
-        raise ValueError(f"unknown figure format(s) {', '.join(map(repr, bad))}: "
-                         f"choose from {', '.join(FORMATS)}")
-    return tuple(dict.fromkeys(["png", *asked]))
 
 
 def save_png(fig: Any, path: Path) -> Path:

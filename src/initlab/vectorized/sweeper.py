@@ -77,6 +77,7 @@ class VectorizedSweeper(Sweeper):
         params: dict[str, str] | None = None,
         member_keys: Sequence[str] | None = None,
         max_members: int | None = None,
+        vectorize: bool | None = None,  # the auto sweeper's switch; this one always does
     ) -> None:
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
