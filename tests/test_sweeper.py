@@ -77,9 +77,9 @@ def test_jobs_differing_in_seed_are_checked_on_hydras_own_config() -> None:
 
 def test_refusal_names_the_key_without_the_vectorized_sweeper_hint(compose_cfg) -> None:
     with pytest.raises(VectorizeError) as info:
-        check_supported(compose_cfg("lr_scheduler=cosine"))
+        check_supported(compose_cfg("checkpoint=true"))
     reason = vectorize_refusal(info.value)
-    assert reason.startswith("lr_scheduler='set' cannot be vectorized: allowed lr_scheduler=none")
+    assert reason.startswith("checkpoint=True cannot be vectorized: allowed false")
     assert "hydra/sweeper=vectorized" not in reason
 
 
@@ -108,13 +108,13 @@ def test_eligible_sweep_is_vectorized_as_the_vectorized_sweeper_does(run_train,
 @pytest.mark.slow
 def test_ineligible_sweep_runs_one_job_per_run_and_says_why(run_train, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_train(["-m", "init=xavier,he", "lr_scheduler=cosine", *TINY, "logger=none",
+    proc = run_train(["-m", "init=xavier,he", "checkpoint=true", *TINY, "logger=none",
                       f"hydra.sweep.dir={sweep}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[auto]")]
     assert len(lines) == 1, proc.stdout
     assert lines[0].startswith("[auto] 2 runs, one job per run (not vectorized): "
-                               "lr_scheduler='set' cannot be vectorized")
+                               "checkpoint=True cannot be vectorized")
     assert "[vectorized" not in proc.stdout
     assert not (sweep / ".vectorized").exists()
     results = pd.read_csv(sweep / "results.csv")

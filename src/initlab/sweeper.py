@@ -29,13 +29,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
+from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from initlab.vectorized.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def check_job_config(job_cfg: DictConfig, folder: Path | None) -> None:
         check_run_folder(job_cfg, folder)
 
 
-class CheckedSweeper(Sweeper):
+class CheckedSweeper(LaunchingSweeper):
     """``max_batch_size``: jobs per launcher call (null: all); ``params``: sweep params
     from the config (an experiment's ``hydra.sweeper.params``), as in the basic sweeper;
     ``vectorize``: see ``AutoSweeper``."""
@@ -78,23 +78,11 @@ class CheckedSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
-              config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
-        self.hydra_context = hydra_context
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
-
     def job_lists(self, arguments: Sequence[str]) -> list[list[str]]:
         """Every job's overrides, in the basic sweeper's order."""
         from initlab.vectorized.sweeper import expand
 
-        assert self.hydra_context is not None
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
-        return expand(parser.parse_overrides(lines), sweeper="the basic sweeper")
+        return expand(self.parsed_overrides(arguments), sweeper="the basic sweeper")
 
     def check_all(self, jobs: Sequence[Sequence[str]]) -> None:
         """Compose and check every job; raise ``RefusedJobs`` listing all bad ones."""

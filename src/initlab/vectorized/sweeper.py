@@ -63,7 +63,32 @@ def expand(overrides: Sequence[Override], sweeper: str = "hydra/sweeper=vectoriz
     return [list(run) for run in itertools.product(*per_key.values())]
 
 
-class VectorizedSweeper(Sweeper):
+class LaunchingSweeper(Sweeper):
+    """What initlab's sweepers share: Hydra's launcher set up from the config, and the
+    command line's overrides (``params`` first) parsed with Hydra's parser."""
+
+    params: dict[str, str]
+    hydra_context: HydraContext | None
+    config: DictConfig | None
+    launcher: Launcher | None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def parsed_overrides(self, arguments: Sequence[str]) -> list[Override]:
+        assert self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+        return parser.parse_overrides(lines)
+
+
+class VectorizedSweeper(LaunchingSweeper):
     """Expands the sweep like Hydra's basic sweeper (``hydra.sweeper.params`` first, then
     the command line), then launches every group of runs that differ only in
     ``member_keys`` as ONE job (``++vectorize.members=[...]``); train.py hands such a job
@@ -94,21 +119,9 @@ class VectorizedSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
-              config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
-        self.hydra_context = hydra_context
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
-
     def job_lists(self, arguments: Sequence[str]) -> list[list[str]]:
         """The override list of every vectorized job of this command line."""
-        assert self.hydra_context is not None
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
-        runs = expand(parser.parse_overrides(lines))
+        runs = expand(self.parsed_overrides(arguments))
         self.jobs = group_jobs(runs, self.member_keys, self.max_members)
         print(f"[vectorized] {len(runs)} runs in {len(self.jobs)} job(s) "
               f"(members differ in {', '.join(self.member_keys)}): "
