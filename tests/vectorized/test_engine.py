@@ -279,6 +279,10 @@ def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tb_
     ordinary = run(cfg, tmp_path / "o", progress_bar=False)
     assert vec["run_name"] == ordinary["run_name"]
     assert "vectorized_skipped" not in vec
+    # the dead fractions after training (on the first training batch), as the ordinary
+    # TrainingDiagnostics reports them
+    for key in ("final_dead_frac_max", "final_dead_frac_mean"):
+        assert vec[key] == pytest.approx(ordinary[key], rel=1e-4, abs=1e-6), key
     tb = tmp_path / "v" / "tb"
     assert {p.parent.relative_to(tb).as_posix() for p in tb.rglob("events.out.tfevents*")
             } == {vec["run_name"]}

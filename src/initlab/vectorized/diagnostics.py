@@ -84,6 +84,7 @@ class MemberDiagnostics:
         self._snapshot_step = 0
         self._logged_since_capture = True
         self._plan: DeadPlan | None = None
+        self.final: dict[int, dict[str, float]] = {}  # end_fit's per-member values
 
     @property
     def wants_fixed_batch(self) -> bool:
@@ -192,6 +193,29 @@ class MemberDiagnostics:
                 for (name, *_), o in zip(plan, outs, strict=True):
                     self._histogram(j, f"diag/activations/{LAYER_PREFIX}{name}",
                                     o[j].flatten()[:HIST_VALUES], step)
+
+    def end_fit(self, x: Tensor | None, frozen: Tensor) -> None:
+        """Each live member's ``final_dead_frac_max`` / ``final_dead_frac_mean`` on its
+        first training batch ``x`` (K, B, ...) after training, as the ordinary callback's
+        ``summary`` (max over the weight layers, mean over all but the output layer);
+        kept in ``final[k]``."""
+        self.final = {}
+        if not self.s.dead_frac or x is None or not len(x):
+            return
+        plan = self._dead_plan(x[0, :1])
+        if not plan:
+            return
+        outs = self._stacked_outputs(plan, x, shared=False)
+        dims = [d for _, _, d, _ in plan]
+        counts = member_dead_counts(outs, dims, [act for *_, act in plan]).tolist()
+        units = [o.shape[d % (o.dim() - 1) + 1] for o, d in zip(outs, dims, strict=True)]
+        for j, is_frozen in enumerate(frozen.tolist()):
+            if is_frozen:  # a diverged run gets none, as an ordinary one
+                continue
+            fractions = [c[j] / n for c, n in zip(counts, units, strict=True)]
+            hidden = fractions[:-1] or fractions
+            self.final[j] = {"final_dead_frac_max": max(fractions),
+                             "final_dead_frac_mean": sum(hidden) / len(hidden)}
 
     def _dead_plan(self, x1: Tensor) -> DeadPlan:
         """(layer, module whose output counts, unit dim, activation) per weight layer, as

@@ -330,6 +330,7 @@ class VectorizedTrainer:
         k = self.model.k
         diag = self.diagnostics
         fixed: Tensor | None = None  # each member's first training batch, when no validation
+        first: Tensor | None = None  # each member's first training batch
         t0 = time.perf_counter()
         for epoch in range(max_epochs):
             if bool(self.frozen.all()):
@@ -351,6 +352,8 @@ class VectorizedTrainer:
                     diag.before_step(self.global_step, self.frozen)
                     if fixed is None and diag.wants_fixed_batch and not len(val[0]):
                         fixed = xb[:, : diag.s.fixed_batch_size].clone()
+                    if first is None and diag.s.dead_frac:  # for the final dead fractions
+                        first = xb[:, : diag.s.fixed_batch_size].clone()
                 self._clip_gradients()
                 self.optimizer.step()
                 if self._any_frozen:
@@ -396,6 +399,8 @@ class VectorizedTrainer:
             self.epochs_done = epoch + 1
             if on_epoch is not None:
                 on_epoch(epoch, self)
+        if diag is not None:
+            diag.end_fit(first, self.frozen)
         self.fit_time_s = time.perf_counter() - t0
 
     def _forward_backward(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:

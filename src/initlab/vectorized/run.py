@@ -332,6 +332,8 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
             record_fit(s, trainer.fit_time_s / k_all, trainer.global_step)
             s.update(mlog.test)
             s["status"] = "completed"
+        if trainer.diagnostics is not None:  # the final dead fractions, as an ordinary run
+            s.update(trainer.diagnostics.final.get(pos, {}))
     histories = {i: trainer.logs[pos].history for pos, i in enumerate(live)} if trainer else {}
     for i, (m, s) in enumerate(zip(members, summaries, strict=True)):
         rows = histories.get(i, [])
