@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision pinned to the builds this project is tested with.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-fast lint bench clean venv
+.PHONY: demo test test-slow test-all lint bench clean venv
 
 venv: $(STAMP)
 
@@ -21,11 +21,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) train.py -m init=xavier,he,random
 
+# the test suite (under 10 minutes on 2 cores); the slow end-to-end tests run in CI too
 test: $(STAMP)
-	$(PY) -m pytest -q
-
-test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
