@@ -23,12 +23,12 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
 
+from initlab.data.base import TASKS
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 ParamGroups = Callable[[nn.Module], Iterable[Any]]
 INIT_BATCH_SIZE = 256  # examples a data-dependent init (e.g. LSUV) sees
-TASKS = ("classification", "regression")
-SCHEDULER_INTERVALS = ("epoch", "step")
 
 
 def init_data(initializer: Callable[..., Any], model: nn.Module, datamodule: Any,

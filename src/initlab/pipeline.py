@@ -307,7 +307,6 @@ def run(
     # sweep jobs run without a progress bar: a line now and then shows long ones moving
     history = HistoryRecorder(None if progress_bar else PROGRESS_EVERY_S, name)
     probe_cb: InitProbe | None = None
-    diag_cb: Any = None  # training diagnostics: end-of-training scalars for the summary
     loggers: list[Any] = []
     callbacks: list[Any] = []
     task = "classification"
@@ -338,8 +337,7 @@ def run(
             probe_cb = InitProbe.from_config(diag, act_cfg.get("name"))
             callbacks.append(probe_cb)
         if diag.get("callback"):
-            diag_cb = instantiate(diag.callback)
-            callbacks.append(diag_cb)
+            callbacks.append(instantiate(diag.callback))
         if diag.get("coord_check"):
             callbacks.append(instantiate(diag.coord_check))
         ckpt_path = None
@@ -385,10 +383,11 @@ def run(
             raise
         record_interruption(summary, interrupted)
         log.warning("run %s interrupted: %s", name, interrupted)
-    for cb in callbacks:  # e.g. the coordinate check's per-layer values
+    # callbacks' own summary fields: the coordinate check's per-layer values, the
+    # diagnostics' final dead fractions
+    for cb in callbacks:
         summary.update(getattr(cb, "summary_fields", dict)())
     record_history(summary, history.rows, cfg, task, probe_cb)
-    summary.update(getattr(diag_cb, "summary", None) or {})
     summary["wall_time_s"] = time.perf_counter() - t0
     if not is_rank_zero():  # DDP children: rank zero owns the run folder
         return summary

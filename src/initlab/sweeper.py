@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext
@@ -146,29 +145,6 @@ class CheckedSweeper(LaunchingSweeper):
         jobs = self.job_lists(arguments)
         self.check_all(jobs)
         return self.launch_all(jobs)
-
-    def launch_all(self, jobs: Sequence[Sequence[str]]) -> list[Sequence[JobReturn]]:
-        """Launch ``jobs`` in batches of ``max_batch_size``; stop launching on SIGTERM."""
-        from initlab.runguard import Interrupted
-
-        assert self.config is not None and self.launcher is not None
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else None
-        size = size or max(len(jobs), 1)
-        returns: list[Sequence[JobReturn]] = []
-        for start in range(0, len(jobs), size):
-            try:
-                results = self.launcher.launch(list(jobs[start : start + size]),
-                                               initial_job_idx=start)
-            except Interrupted:
-                log.info("sweep interrupted: no further jobs are launched")
-                break
-            for r in results:
-                _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
-            returns.append(results)
-        return returns
 
 
 def vectorize_refusal(exc: Exception) -> str:

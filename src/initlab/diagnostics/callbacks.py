@@ -518,6 +518,10 @@ class TrainingDiagnostics(pl.Callback):
         self.summary = {"final_dead_frac_max": max(fractions),
                         "final_dead_frac_mean": sum(hidden) / len(hidden)}
 
+    def summary_fields(self) -> dict[str, float]:
+        """What the run's summary.json gets from this callback (the final dead fractions)."""
+        return dict(self.summary)
+
     # -- output ----------------------------------------------------------------------------
     @staticmethod
     def _write(trainer: pl.Trainer, metrics: dict[str, float], step: int) -> None:

@@ -329,8 +329,9 @@ class VectorizedTrainer:
         x, y = train
         k = self.model.k
         diag = self.diagnostics
-        fixed: Tensor | None = None  # each member's first training batch, when no validation
-        first: Tensor | None = None  # each member's first training batch
+        # each member's first training batch: dead fractions without a validation split,
+        # and after training
+        first: Tensor | None = None
         t0 = time.perf_counter()
         for epoch in range(max_epochs):
             if bool(self.frozen.all()):
@@ -350,9 +351,7 @@ class VectorizedTrainer:
                 self._check_divergence(vals, epoch)
                 if diag is not None:  # as on_before_optimizer_step: before clipping
                     diag.before_step(self.global_step, self.frozen)
-                    if fixed is None and diag.wants_fixed_batch and not len(val[0]):
-                        fixed = xb[:, : diag.s.fixed_batch_size].clone()
-                    if first is None and diag.s.dead_frac:  # for the final dead fractions
+                    if first is None and diag.wants_fixed_batch:
                         first = xb[:, : diag.s.fixed_batch_size].clone()
                 self._clip_gradients()
                 self.optimizer.step()
@@ -389,8 +388,8 @@ class VectorizedTrainer:
             val_loss, val_acc = (self.evaluate(*val, eval_batch_size) if len(val[0])
                                  else (None, None))
             if diag is not None:  # on the first validation batch, as the ordinary callback
-                shared = fixed is None
-                diag.end_epoch(val[0][:eval_batch_size] if shared else fixed, shared,
+                shared = bool(len(val[0])) or first is None
+                diag.end_epoch(val[0][:eval_batch_size] if shared else first, shared,
                                self.global_step, self.frozen)
             self._end_epoch(epoch, train_loss, train_acc,
                             val_loss.tolist() if val_loss is not None else None,

@@ -81,6 +81,36 @@ class LaunchingSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
+    max_batch_size: int | None
+
+    def before_batch(self, batch: Sequence[Sequence[str]]) -> None:
+        """Called with each batch of jobs before it is launched (checks, by default none)."""
+
+    def launch_all(self, jobs: Sequence[Sequence[str]]) -> list[Sequence[JobReturn]]:
+        """Save the sweep config, then launch ``jobs`` in batches of ``max_batch_size``;
+        stop launching on SIGTERM (the sweep callback aggregates what finished)."""
+        from initlab.runguard import Interrupted
+
+        assert self.config is not None and self.launcher is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else None
+        size = size or max(len(jobs), 1)
+        returns: list[Sequence[JobReturn]] = []
+        for start in range(0, len(jobs), size):
+            batch = list(jobs[start : start + size])
+            self.before_batch(batch)
+            try:
+                results = self.launcher.launch(batch, initial_job_idx=start)
+            except Interrupted:
+                log.info("sweep interrupted: no further jobs are launched")
+                break
+            for r in results:
+                _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
+            returns.append(results)
+        return returns
+
     def parsed_overrides(self, arguments: Sequence[str]) -> list[Override]:
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -130,27 +160,10 @@ class VectorizedSweeper(LaunchingSweeper):
         return [job.overrides(i) for i, job in enumerate(self.jobs)]
 
     def sweep(self, arguments: list[str]) -> Any:
-        from initlab.runguard import Interrupted
+        return self.launch_all(self.job_lists(arguments))
 
-        assert self.config is not None and self.launcher is not None
-        jobs = self.job_lists(arguments)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else None
-        size = size or max(len(jobs), 1)
-        returns: list[Sequence[JobReturn]] = []
-        for start in range(0, len(jobs), size):
-            batch = jobs[start : start + size]
-            self.validate_batch_is_legal(batch)
-            try:
-                results = self.launcher.launch(batch, initial_job_idx=start)
-            except Interrupted:  # SIGTERM: launch nothing more; the callback aggregates
-                break
-            for r in results:
-                _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
-            returns.append(results)
-        return returns
+    def before_batch(self, batch: Sequence[Sequence[str]]) -> None:
+        self.validate_batch_is_legal(batch)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Like the basic sweeper: every run's config must compose (here: every member of
