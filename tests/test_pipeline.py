@@ -207,3 +207,26 @@ def test_jobs_without_a_progress_bar_log_progress_lines(compose_cfg, tmp_path: P
     with caplog.at_level(logging.INFO, logger="initlab.progress"):
         run(cfg, tmp_path / "bar", progress_bar=True)  # a progress bar shows it instead
     assert not [r for r in caplog.records if r.name == "initlab.progress"]
+
+
+@pytest.mark.parametrize("extra", [[], ["lr_scheduler=cosine", "optimizer=adamw"]])
+def test_module_hparams_are_the_modules_saved_hyperparameters(compose_cfg, extra) -> None:
+    """What the vectorized engine logs for a member without building the module is what
+    the ordinary run's module saves (and Lightning logs at fit start)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from initlab.config import study_config
+    from initlab.module import build_model
+    from initlab.pipeline import make_module, module_hparams
+
+    cfg = compose_cfg(*NO_LOG, "seed=3", *extra)
+    dm = instantiate(cfg.dataset, seed=cfg.seed)
+    dm.prepare()
+    act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), dm.input_shape,
+                        dm.num_outputs, act_cfg)
+    config = study_config(cfg)
+    module = make_module(cfg, dm, model, act_cfg, config)
+    assert module_hparams(cfg, dm, act_cfg, config) == dict(module.hparams_initial)
+    assert module.hparams_initial["seed"] == 3 and module.hparams_initial["config"] == config

@@ -95,15 +95,12 @@ def test_hparams_metrics_are_scalars_at_step_zero(sweep_runs) -> None:
 
 
 @pytest.mark.slow
-def test_init_profile_is_one_figure_per_statistic(sweep_runs) -> None:
+def test_init_profile_is_one_figure_per_run(sweep_runs) -> None:
     for name, acc in sweep_runs.items():
-        images = acc.Tags()["images"]
-        assert set(images) == {"init/act_std", "init/grad_std", "init/dead_frac",
-                               "init/saturated_frac"}, name
-        for tag in images:
-            (img,) = acc.Images(tag)
-            assert img.step == 0 and img.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
-            assert img.width > 300 and img.height > 200
+        assert acc.Tags()["images"] == ["init/profile"], name
+        (img,) = acc.Images("init/profile")
+        assert img.step == 0 and img.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
+        assert img.width > 500 and img.height > 300
         assert not [t for t in acc.Tags()["scalars"] if t.startswith("init/")], name
 
 
@@ -162,7 +159,7 @@ def test_sweep_keys_come_from_the_sweeps_multirun_yaml(tmp_path: Path) -> None:
 def test_init_profile_without_figures_goes_to_scalars(tmp_path: Path) -> None:
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-    from initlab.callbacks import log_init_profile
+    from initlab.diagnostics.init_profile import log_init_profile
 
     records = [{"index": 0, "layer": "fc0", "act_std": 0.8, "grad_std": 1e-3,
                 "dead_frac": 0.5, "saturated_frac": None},
@@ -181,6 +178,5 @@ def test_init_profile_without_figures_goes_to_scalars(tmp_path: Path) -> None:
     tb.finalize("success")
     acc = EventAccumulator(str(tmp_path / "tb" / "r"))
     acc.Reload()
-    # statistics without a finite value draw no figure
-    assert set(acc.Tags()["images"]) == {"init/act_std", "init/grad_std", "init/dead_frac"}
+    assert acc.Tags()["images"] == ["init/profile"]
     assert not acc.Tags()["scalars"]

@@ -7,30 +7,23 @@ batch losses ``training_step`` returns, so they work with any LightningModule th
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig
+
+from initlab.diagnostics.init_profile import InitProfile
+from initlab.history import HISTORY_COLUMNS, HISTORY_KEYS, Diverged, is_divergent
+from initlab.resume import STAMP_KEY, config_hash, current_identity
+
+__all__ = ["ConfigStamp", "Diverged", "DivergenceGuard", "HistoryRecorder", "InitProbe",
+           "is_divergent"]
 
 log = logging.getLogger("initlab.progress")
 # without a progress bar (sweep jobs), a line per finished epoch at most this often
 PROGRESS_EVERY_S = 30.0
-
-
-class Diverged(RuntimeError):
-    """Raised to stop a run at once when the training loss is NaN or infinite: at optimizer
-    step ``step`` (from 0) of epoch ``epoch`` (from 1, as history.csv's epochs)."""
-
-    def __init__(self, step: int, epoch: int, value: float) -> None:
-        super().__init__(f"training loss became {value} at step {step} (epoch {epoch})")
-        self.step, self.epoch, self.value = step, epoch, value
-
-
-def is_divergent(loss: float, max_loss: float | None) -> bool:
-    """A training loss that stops a run: NaN, infinite, or above ``max_loss``."""
-    return not math.isfinite(loss) or (max_loss is not None and loss > max_loss)
 
 
 class DivergenceGuard(pl.Callback):
@@ -81,14 +74,8 @@ class HistoryRecorder(pl.Callback):
     is the first parameter group's learning rate the epoch started with.
     """
 
-    KEYS = {
-        "train_loss": "train/loss_epoch",
-        "train_acc": "train/acc",
-        "val_loss": "val/loss",
-        "val_acc": "val/acc",
-    }
-    # history.csv's header when no epoch finished (a run that diverged in its first)
-    COLUMNS = ("epoch", "step", *KEYS, "lr", "time_s")
+    KEYS = HISTORY_KEYS
+    COLUMNS = HISTORY_COLUMNS
 
     def __init__(self, progress_every_s: float | None = None, name: str = "") -> None:
         """``progress_every_s``: log a line for a finished epoch when at least this long
@@ -160,45 +147,18 @@ class HistoryRecorder(pl.Callback):
         self.rows = list(state_dict.get("rows", []))
 
 
-class InitProbe(pl.Callback):
+class InitProbe(InitProfile, pl.Callback):
     """Probes the initialized network (after the module's ``setup`` applied the init,
-    before the first step) and logs the per-layer table at step 0. Works in any Trainer:
-    the batch comes from the data module's ``sample_batch`` where it has one, else from
-    the first training batches.
+    before the first step) and logs the per-layer table at step 0
+    (``initlab.diagnostics.init_profile``). Works in any Trainer: the batch comes from
+    the data module's ``sample_batch`` where it has one, else from the first training
+    batches.
 
     Skipped on a resumed run: the weights it would see are no longer the init.
     """
 
-    # mean-field theory (Poole et al. 2016) is stated for plain MLPs with these activations
-    MEANFIELD_ACTIVATIONS = ("tanh", "relu", "linear")
-
-    def __init__(
-        self,
-        batch_size: int = 256,
-        jacobian: bool = False,
-        jacobian_examples: int = 8,
-        activation: str | None = None,
-        histogram_bins: int = 30,
-    ) -> None:
-        self.batch_size = batch_size
-        self.jacobian = jacobian
-        self.jacobian_examples = jacobian_examples
-        self.activation = activation
-        self.histogram_bins = histogram_bins
-        self.records: list[dict[str, Any]] = []
-        self.summary: dict[str, Any] = {}
-        self.histograms: list[dict[str, Any]] = []
-        self.frame: Any = None
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._probe(trainer, pl_module)
-
-    @classmethod
-    def from_config(cls, diag: Any, activation: str | None) -> InitProbe:
-        """The probe of a run's ``diagnostics`` config (``probe_batch_size``, ``jacobian``,
-        ``jacobian_examples``) for its activation."""
-        return cls(diag.get("probe_batch_size", 256), jacobian=diag.get("jacobian", False),
-                   jacobian_examples=diag.get("jacobian_examples", 8), activation=activation)
 
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step > 0 or trainer.ckpt_path:
@@ -209,119 +169,6 @@ class InitProbe(pl.Callback):
                                               torch.nn.Module) else pl_module
         self.run(model, x.to(pl_module.device), y.to(pl_module.device),
                  trainer.logger if trainer.is_global_zero else None)
-
-    def run(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, logger: Any = None
-            ) -> None:
-        """Probe the initialized ``model`` on ``(x, y)`` (what ``on_fit_start`` does with the
-        data module's sample batch); ``logger`` gets the per-layer values at step 0."""
-        from initlab.diagnostics import probe, summarize_probe
-
-        df = probe(model, x, y, jacobian=self.jacobian, jacobian_examples=self.jacobian_examples)
-        self.frame = df
-        self.records = df.to_dict("records")
-        self.summary = dict(summarize_probe(df))
-        self.summary.update(df.attrs.get("jacobian", {}))
-        self.summary.update(self._theory(model))
-        self.histograms = activation_histograms(model, x, self.histogram_bins)
-        if logger is not None:
-            log_init_profile(logger, self.records)
-
-    def _theory(self, model: Any) -> dict[str, Any]:
-        """Mean-field q*, chi_1 and depth scale from the init's sigma_w^2, sigma_b^2
-        (only where the theory applies: an MLP with tanh/relu/linear)."""
-        from initlab.models.mlp import MLP
-
-        if not isinstance(model, MLP) or self.activation not in self.MEANFIELD_ACTIVATIONS:
-            return {}
-        from initlab.diagnostics.meanfield import meanfield_from_model
-
-        mf = meanfield_from_model(model, self.activation)
-        return {f"meanfield_{k}": mf[k] for k in ("sigma_w2", "sigma_b2", "q_star", "chi_1",
-                                                    "xi_c") if k in mf}
-
-
-# The probe's per-layer statistics that go to the logger.
-PROFILE_STATS = ("act_std", "grad_std", "dead_frac", "saturated_frac")
-
-
-def log_init_profile(logger: Any, records: list[dict[str, Any]]) -> None:
-    """The init profile at step 0: one figure per statistic, ``init/<stat>`` (the layers
-    on the x-axis, in forward order) where the logger draws figures (TensorBoard's
-    ``add_figure``); else (CSV) scalars ``init/<stat>/<index>_<layer>``."""
-    profiles = {}
-    for stat in PROFILE_STATS:
-        points = [(int(r["index"]), str(r["layer"]), float(r[stat])) for r in records
-                  if r.get(stat) is not None and math.isfinite(float(r[stat]))]
-        if points:
-            profiles[stat] = points
-    experiment = getattr(logger, "experiment", None)
-    if not hasattr(experiment, "add_figure"):
-        logger.log_metrics({f"init/{stat}/{i:02d}_{layer}": v for stat, points in
-                            profiles.items() for i, layer, v in points}, step=0)
-        return
-    for stat, points in profiles.items():
-        experiment.add_figure(f"init/{stat}", profile_figure(stat, points), global_step=0)
-
-
-def profile_figure(stat: str, points: list[tuple[int, str, float]]) -> Any:
-    """A matplotlib figure (Agg, no pyplot state) of one statistic over the layers:
-    ``points`` are (layer index, layer name, value); standard deviations on a log axis
-    (vanishing and exploding signals span decades)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(max(4.0, 0.45 * len(points) + 2.0), 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    xs = [i for i, _, _ in points]
-    ys = [v for _, _, v in points]
-    ax.plot(xs, ys, marker="o")
-    if stat.endswith("_std") and min(ys) > 0:
-        ax.set_yscale("log")
-    ax.set_xticks(xs, [f"{i} {layer}" for i, layer, _ in points], rotation=60, ha="right",
-                  fontsize=7)
-    ax.set_xlabel("layer")
-    ax.set_ylabel(stat)
-    ax.set_title(f"{stat} at init")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def activation_histograms(model: Any, x: torch.Tensor, bins: int = 30) -> list[dict[str, Any]]:
-    """Per-layer histograms of the activations at init (one forward pass, no grad):
-    ``[{"layer": name, "edges": [...], "counts": [...]}, ...]`` in forward order."""
-    from initlab.models.activations import activation_name
-
-    found: list[tuple[str, torch.Tensor]] = []
-    hooks = [
-        m.register_forward_hook(lambda mod, inp, out, n=name: found.append((n, out.detach())))
-        for name, m in model.named_modules()
-        if activation_name(m) is not None
-    ]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    out = []
-    for name, act in found:
-        values = act.float().flatten().cpu()
-        values = values[torch.isfinite(values)]
-        if values.numel() == 0:
-            continue
-        lo, hi = float(values.min()), float(values.max())
-        if hi <= lo:
-            hi = lo + 1e-6
-        counts = torch.histc(values, bins=bins, min=lo, max=hi)
-        edges = torch.linspace(lo, hi, bins + 1)
-        out.append({"layer": name, "edges": [round(float(e), 6) for e in edges],
-                    "counts": [int(c) for c in counts]})
-    return out
 
 
 def probe_batch(trainer: pl.Trainer, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -347,3 +194,21 @@ def first_examples(loader: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         if have >= n:
             break
     return torch.cat(xs)[:n], torch.cat(ys)[:n]
+
+
+class ConfigStamp(pl.Callback):
+    """Stores the run's config identity in every checkpoint (Lightning's callback state),
+    so that a resume can tell whose checkpoint it is before loading it."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.identity = current_identity(cfg)
+
+    @property
+    def state_key(self) -> str:
+        return STAMP_KEY  # what resume.read_stamp looks up
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"config_hash": config_hash(self.identity), "config": self.identity}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass  # checked before fit (check_checkpoint); the current config stays

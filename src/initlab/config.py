@@ -123,8 +123,22 @@ def sweep_keys(run_dir: str | Path | None) -> list[str] | None:
     if run_dir is None:
         return None
     path = Path(run_dir).parent / SWEEP_CONFIG_FILE
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except OSError:
         return None
+    # every run of a sweep asks (a vectorized job: all at once): the file is read once
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _sweep_keys_read:
+        _sweep_keys_read[key] = _read_sweep_keys(path)
+    found = _sweep_keys_read[key]
+    return None if found is None else list(found)
+
+
+_sweep_keys_read: dict[tuple[str, int, int], list[str] | None] = {}
+
+
+def _read_sweep_keys(path: Path) -> list[str] | None:
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 

@@ -24,26 +24,11 @@ import torchmetrics
 from torch import Tensor, nn
 
 from initlab.data.base import TASKS
+from initlab.init_data import INIT_BATCH_SIZE, init_data
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 ParamGroups = Callable[[nn.Module], Iterable[Any]]
-INIT_BATCH_SIZE = 256  # examples a data-dependent init (e.g. LSUV) sees
-
-
-def init_data(initializer: Callable[..., Any], model: nn.Module, datamodule: Any,
-              batch_size: int = INIT_BATCH_SIZE, seed: int | None = None) -> Tensor | None:
-    """The inputs a data-dependent ``initializer`` sees before training (None for the
-    others): ``batch_size`` examples of ``datamodule.sample_batch``, drawn with ``seed``
-    (by default the data module's own), on the model's device."""
-    if not getattr(initializer, "needs_data", False):
-        return None
-    # the seed keyword only where one is asked for: other data modules may not take it
-    drawn = (datamodule.sample_batch(batch_size) if seed is None
-             else datamodule.sample_batch(batch_size, seed=seed))
-    return drawn[0].to(next(model.parameters()).device)
-
-
 def build_model(config: Mapping[str, Any], input_shape: Any = None, num_outputs: int | None = None,
                 activation: Mapping[str, Any] | Callable[[], nn.Module] | None = None
                 ) -> nn.Module:

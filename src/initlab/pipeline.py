@@ -195,9 +195,12 @@ def make_callbacks(cfg: DictConfig) -> list[Any]:
     return made
 
 
-def make_loggers(cfg: DictConfig, out: Path, version: str) -> list[Any]:
+def make_loggers(cfg: DictConfig, out: Path, version: str, lightning_free: bool = False
+                 ) -> list[Any]:
     """The ``logger`` group's loggers, each writing under the run folder as ``version``
-    (the run name) unless its config names another."""
+    (the run name) unless its config names another. ``lightning_free``: a plain
+    TensorBoardLogger entry becomes the same files written without Lightning
+    (``initlab.vectorized.events``; the vectorized engine's way)."""
     from hydra.utils import instantiate
 
     loggers = []
@@ -207,6 +210,14 @@ def make_loggers(cfg: DictConfig, out: Path, version: str) -> list[Any]:
             kwargs["save_dir"] = str(out)
         if entry.get("version") is None:
             kwargs["version"] = version
+        if lightning_free:
+            from initlab.vectorized.events import EventLogger, tensorboard_entry
+
+            if tensorboard_entry(entry):
+                options = OmegaConf.to_container(entry, resolve=True)
+                options.pop("_target_")
+                loggers.append(EventLogger(**{**options, **kwargs}))
+                continue
         loggers.append(instantiate(entry, **kwargs))
     return loggers
 
@@ -237,36 +248,48 @@ def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any], loggers: list
                        _convert_="all")
 
 
+def module_hparams(cfg: DictConfig, dm: Any, act_cfg: dict[str, Any], config: dict[str, Any],
+                   model_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``InitStudyModule`` hyperparameters of a run (plain data: what rebuilds the
+    module from a checkpoint, and what its loggers get at fit start), without building
+    the module: the vectorized engine logs them for each member."""
+    from initlab.init_data import INIT_BATCH_SIZE
+
+    sched_cfg = cfg.get("lr_scheduler")
+    return {
+        "task": dm.task,
+        "num_outputs": dm.num_outputs,
+        "seed": cfg.seed,
+        "init_batch_size": INIT_BATCH_SIZE,
+        "model_config": (model_config if model_config is not None
+                         else OmegaConf.to_container(cfg.model, resolve=True)),
+        "optimizer_config": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "lr_scheduler_config": (OmegaConf.to_container(sched_cfg, resolve=True)
+                                if sched_cfg else None),
+        "input_shape": list(dm.input_shape),
+        "activation_config": act_cfg,
+        "config": config,
+    }
+
+
 def make_module(cfg: DictConfig, dm: Any, model: Any, act_cfg: dict[str, Any],
                 config: dict[str, Any], model_config: dict[str, Any] | None = None) -> Any:
-    """The run's ``InitStudyModule`` around ``model`` (its hyperparameters: the plain
-    configs that rebuild it, ``model_config`` by default the model group's, and the run's
-    flat ``config``)."""
+    """The run's ``InitStudyModule`` around ``model`` (its hyperparameters:
+    ``module_hparams``; ``model_config`` by default the model group's)."""
     from hydra.utils import instantiate
 
     from initlab.models.activations import activation_factory
     from initlab.module import InitStudyModule
     from initlab.parametrization import Parametrization, param_groups_factory, parametrize
 
-    sched_cfg = cfg.get("lr_scheduler")
     return InitStudyModule(
         model,
         initializer=parametrize(instantiate(cfg.init), cfg.get("param")),
         optimizer=instantiate(cfg.optimizer),
-        task=dm.task,
-        num_outputs=dm.num_outputs,
         activation=activation_factory(**act_cfg)(),
-        seed=cfg.seed,
-        model_config=(model_config if model_config is not None
-                      else OmegaConf.to_container(cfg.model, resolve=True)),
-        optimizer_config=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        lr_scheduler_config=(OmegaConf.to_container(sched_cfg, resolve=True)
-                             if sched_cfg else None),
-        input_shape=list(dm.input_shape),
-        activation_config=act_cfg,
-        config=config,
         param_groups=param_groups_factory(Parametrization.from_config(cfg.get("param")),
                                           cfg.optimizer.lr, cfg.optimizer._target_),
+        **module_hparams(cfg, dm, act_cfg, config, model_config),
     )
 
 
@@ -284,6 +307,7 @@ def run(
 
     from initlab.callbacks import (
         PROGRESS_EVERY_S,
+        ConfigStamp,
         Diverged,
         DivergenceGuard,
         HistoryRecorder,
@@ -295,7 +319,7 @@ def run(
     from initlab.jobcheck import check_job
     from initlab.models.activations import activation_factory
     from initlab.module import build_model
-    from initlab.resume import CHECKPOINT_DIR, ConfigStamp, check_checkpoint
+    from initlab.resume import CHECKPOINT_DIR, check_checkpoint
     from initlab.runguard import interruption, record_interruption
 
     quiet_libraries()

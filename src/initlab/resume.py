@@ -8,7 +8,7 @@ something, ``check_run_folder`` makes sure it is the same run:
 - ``checkpoints/last.ckpt`` (used with ``checkpoint=true``): read with
   ``torch.load(weights_only=True)``; unreadable (truncated, corrupt, or holding objects
   that only unsafe loading would build): refused; written by another config (the
-  ``ConfigStamp`` stored in it): refused.
+  ``initlab.callbacks.ConfigStamp`` stored in it): refused.
 
 "The same config" is ``identity``: the flat study config without where the data lives
 (``*.data_dir``) and whether checkpoints are written. A checkpoint may be continued by a
@@ -24,7 +24,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from initlab.config import study_config
@@ -35,6 +34,8 @@ from initlab.results.files import SUMMARY_FILE
 # node), and a config error fails again at once. An interrupted one (SIGTERM) runs again.
 FINISHED = ("completed", "diverged")
 CHECKPOINT_DIR = "checkpoints"
+# the checkpoint's callback-state key of initlab.callbacks.ConfigStamp (its class name)
+STAMP_KEY = "ConfigStamp"
 # Keys that say where things go, not what is trained.
 _NOT_IDENTITY = ("checkpoint",)
 # A checkpoint may be continued with a longer (or shorter) training.
@@ -80,20 +81,6 @@ def differences(stored: dict[str, Any], now: dict[str, Any], ignore: tuple[str, 
     return out
 
 
-class ConfigStamp(pl.Callback):
-    """Stores the run's config identity in every checkpoint (Lightning's callback state),
-    so that a resume can tell whose checkpoint it is before loading it."""
-
-    def __init__(self, cfg: DictConfig) -> None:
-        self.identity = current_identity(cfg)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"config_hash": config_hash(self.identity), "config": self.identity}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        pass  # checked before fit (check_checkpoint); the current config stays
-
-
 def last_checkpoint(output_dir: str | Path) -> Path | None:
     """``checkpoints/last.ckpt`` of an interrupted run, if there is one."""
     path = Path(output_dir) / CHECKPOINT_DIR / "last.ckpt"
@@ -129,7 +116,7 @@ def read_stamp(path: Path) -> dict[str, Any] | None:
             "initlab). Move it away (the run then starts over) or run with "
             "checkpoint=false") from None
     states = ckpt.get("callbacks") if isinstance(ckpt, dict) else None
-    stamp = (states or {}).get(ConfigStamp.__qualname__)
+    stamp = (states or {}).get(STAMP_KEY)
     return stamp if isinstance(stamp, dict) and isinstance(stamp.get("config"), dict) else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -258,6 +259,24 @@ def _image_tags(run_dir: Path) -> set[str]:
     return tags
 
 
+def _hparams_session(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The HParams plugin's session of the TensorBoard run under ``run_dir``: its
+    hyperparameters (name -> value) and the metric tags of its experiment."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    (d,) = {p.parent for p in run_dir.rglob("events.out.tfevents*")}
+    acc = EventAccumulator(str(d))
+    acc.Reload()
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    start = metadata.parse_session_start_info_plugin_data(
+        content[metadata.SESSION_START_INFO_TAG])
+    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+    params = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+              for k, v in start.hparams.items()}
+    return params, sorted(m.name.tag for m in experiment.metric_infos)
+
+
 @pytest.mark.parametrize("extra", [
     # the default diagnostics: grad norms, update ratios, dead fractions per member
     ["diagnostics=default"],
@@ -290,8 +309,9 @@ def test_tensorboard_run_has_the_ordinary_tags_steps_and_values(compose_cfg, tb_
     # train/loss, train/loss_epoch, val/*, test/*, diag/grad_norm/*,
     # diag/update_ratio/*, diag/dead_frac/*; the init profile's figures: init/*
     assert set(got) == set(want)
-    assert _image_tags(tmp_path / "v") == _image_tags(tmp_path / "o") == {
-        f"init/{stat}" for stat in ("act_std", "grad_std", "dead_frac", "saturated_frac")}
+    assert _image_tags(tmp_path / "v") == _image_tags(tmp_path / "o") == {"init/profile"}
+    # the HParams tab: the same session (hyperparameters and metrics) in both
+    assert _hparams_session(tmp_path / "v") == _hparams_session(tmp_path / "o")
     assert {t.split("/")[1] for t in want if t.startswith("diag/")} == {
         "grad_norm", "update_ratio", "dead_frac"}
     # some units are dead (the comparison of dead fractions is not one of zeros)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from initlab.callbacks import HistoryRecorder, is_divergent
+from initlab.history import HISTORY_KEYS, is_divergent
 from initlab.metrics import predicted_class
 from initlab.vectorized.mlp_grads import StackedMLP, member_cross_entropy, member_mse
 
@@ -467,7 +467,7 @@ class VectorizedTrainer:
                 tags["val/acc"] = val_acc[j]
             # history.csv's columns as HistoryRecorder writes them from the same tags
             row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step}
-            row.update({col: tags[key] for col, key in HistoryRecorder.KEYS.items()
+            row.update({col: tags[key] for col, key in HISTORY_KEYS.items()
                         if key in tags})
             row["lr"] = lrs[j]
             row["time_s"] = round(elapsed, 4)

@@ -145,11 +145,12 @@ def _schedules(cfgs: Sequence[DictConfig], optimizer: Any, total_steps: int) -> 
 
 def _probe(model: Any, dm: Any, seed: int, diag: Any, activation: str | None, logger: Any
            ) -> Any:
-    """The ordinary pipeline's ``InitProbe`` on one member's initialized model, on the
+    """The ordinary pipeline's probe (``InitProbe``'s ``InitProfile``) on one member's
+    initialized model, on the
     batch the data module of a run with ``seed`` draws."""
-    from initlab.callbacks import InitProbe
+    from initlab.diagnostics.init_profile import InitProfile
 
-    cb = InitProbe.from_config(diag, activation)
+    cb = InitProfile.from_config(diag, activation)
     device = next(model.parameters()).device
     x, y = dm.sample_batch(cb.batch_size, seed=seed)
     cb.run(model, x.to(device), y.to(device), logger)
@@ -172,18 +173,18 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     """Train ``members`` as one stacked model; write each member's run folder; return
     their summaries (in order). Never raises for a failing member or job: failures are
     recorded in the summaries, as ``initlab.pipeline.run`` does."""
-    import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
 
-    from initlab.callbacks import Diverged, HistoryRecorder
+    from initlab.data.base import plain_data_class
     from initlab.data.batcher import TensorBatcher
-    from initlab.diagnostics.callbacks import TrainingDiagnostics
+    from initlab.diagnostics.training import DiagnosticsSettings, settings_from_config
+    from initlab.history import HISTORY_COLUMNS, Diverged
+    from initlab.init_data import INIT_BATCH_SIZE, init_data
     from initlab.models.activations import activation_factory
-    from initlab.module import INIT_BATCH_SIZE, init_data
     from initlab.pipeline import (
         _log_hparams,
         make_loggers,
-        make_module,
+        module_hparams,
         new_summary,
         quiet_libraries,
         record_divergence,
@@ -193,6 +194,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         record_setup,
     )
     from initlab.vectorized.diagnostics import MemberDiagnostics
+    from initlab.seeding import seed_all
     from initlab.vectorized.engine import (
         StackedModel,
         VectorizedTrainer,
@@ -204,7 +206,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     k_all = len(members)
     summaries: list[dict[str, Any]] = []
     loggers: list[Any] = [None] * k_all
-    probes: list[Any] = [None] * k_all  # InitProbe callbacks that ran
+    probes: list[Any] = [None] * k_all  # the probes that ran
     for m in members:
         m.output_dir.mkdir(parents=True, exist_ok=True)
         summaries.append(new_summary(m.cfg, m.choices, m.overrides, m.output_dir))
@@ -224,15 +226,20 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         cfg = members[0].cfg
         diag = cfg.get("diagnostics") or {}
         # the configured callback's options, for each member's training-time diagnostics
-        diag_settings = instantiate(diag.callback) if diag.get("callback") else None
-        if diag_settings is not None and not isinstance(diag_settings, TrainingDiagnostics):
+        # (initlab's TrainingDiagnostics read without building the Lightning callback)
+        diag_settings = settings_from_config(diag.get("callback"))
+        if diag_settings is None and diag.get("callback"):
+            diag_settings = instantiate(diag.callback)
+        if diag_settings is not None and not isinstance(diag_settings, DiagnosticsSettings):
             log.info("vectorized job: the diagnostics callback %s is not run (only "
                      "TrainingDiagnostics is, per member)", type(diag_settings).__name__)
             for s in summaries:
                 s["vectorized_skipped"] = "diagnostics.callback"
             diag_settings = None
         device = _device(cfg)
-        dm = instantiate(cfg.dataset, seed=cfg.seed)
+        # initlab's data modules as their Lightning-free twins (same data, same splits)
+        twin = plain_data_class(str(cfg.dataset.get("_target_")))
+        dm = instantiate(cfg.dataset, seed=cfg.seed, **({"_target_": twin} if twin else {}))
         if hasattr(dm, "check_available"):
             dm.check_available()
         dm.prepare()
@@ -259,19 +266,20 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                 if key not in initializers:
                     initializers[key] = instantiate(m.cfg.init)
                 initializer = initializers[key]
-                pl.seed_everything(m.seed, workers=True, verbose=False)
+                seed_all(m.seed)  # as the ordinary run's seed_everything
                 model = model_cls(**model_kwargs, input_shape=tuple(dm.input_shape),
                                   num_outputs=dm.num_outputs, activation=make_act)
                 data = init_data(initializer, model, dm, INIT_BATCH_SIZE, seed=m.seed)
                 initializer(model, activation=make_act(), data=data, seed=m.seed)
                 record_setup(s, dm.task, dict(data_desc), model)
-                made = make_loggers(m.cfg, Path(m.output_dir), s["run_name"])
+                made = make_loggers(m.cfg, Path(m.output_dir), s["run_name"],
+                                    lightning_free=True)
                 if made:
                     loggers[i] = LoggerGroup(made)
                     # what Lightning does at fit start: log the module's hyperparameters
                     # and save (TensorBoard's hparams.yaml is written once, then)
-                    loggers[i].log_hyperparams(make_module(
-                        m.cfg, dm, model, act_cfg, s["config"]).hparams_initial)
+                    loggers[i].log_hyperparams(module_hparams(m.cfg, dm, act_cfg,
+                                                              s["config"]))
                     loggers[i].save()
                 if diag.get("probe", False):
                     probes[i] = _probe(model, dm, m.seed, diag, act_name, loggers[i])
@@ -342,7 +350,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         s.update(vectorized_k=k_all, job_wall_time_s=wall, wall_time_basis=WALL_TIME_BASIS)
         if job is not None:
             s["vectorized_job"] = job
-        write_csv(m.output_dir / HISTORY_FILE, rows, HistoryRecorder.COLUMNS)
+        write_csv(m.output_dir / HISTORY_FILE, rows, HISTORY_COLUMNS)
         write_json(m.output_dir / SUMMARY_FILE, s)
     for logger, s in zip(loggers, summaries, strict=True):
         if logger is not None:
