@@ -6,7 +6,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from initlab.diagnostics.callbacks import TrainingDiagnostics
+from initlab.diagnostics.probe import weight_layers
+from initlab.diagnostics.training import DiagnosticsSettings
+from initlab.models.mlp import MLP
 from initlab.pipeline import run
+from initlab.vectorized.diagnostics import MemberDiagnostics
+from initlab.vectorized.engine import StackedModel
 from initlab.vectorized.run import Member, train_members
 
 # lr ~ 0: the gradient norms stay at their init values, checked on every step
@@ -52,3 +63,63 @@ def test_a_diverged_member_logs_no_diagnostics_from_its_failing_step(compose_cfg
     for tag in ("diag/grad_norm/total", "diag/update_ratio/model.head"):
         assert [s for s, _ in b.get(tag, [])] == list(range(boom["diverged_step"])), tag
         assert [s for s, _ in c[tag]] == list(range(calm["steps"])), tag
+
+
+class _Recorder:
+    """A logger that keeps what ``log_metrics`` got."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict[str, float]]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.rows.append((step, dict(metrics)))
+
+
+def _member_diagnostics_rows(settings) -> tuple[list[list], list[nn.Module]]:
+    """Step 0 (a logging step) of two stacked MLP members under ``settings``: each
+    member's gradients from its own model, one SGD step of lr 0.1, the epoch's dead
+    fractions; what each member's logger got, and the members' models (with grads).
+    Member j's first hidden layer has 4 (j + 1) dead units (bias -100)."""
+    torch.manual_seed(0)
+    models = [MLP((8,), 3, nn.ReLU, depth=2, width=16) for _ in range(2)]
+    with torch.no_grad():
+        for j, m in enumerate(models):
+            m.blocks[0].linear.bias[: 4 * (j + 1)] = -100.0
+    x, y = torch.randn(2, 32, 8), torch.randint(0, 3, (2, 32))
+    for j, m in enumerate(models):
+        F.cross_entropy(m(x[j]), y[j]).backward()
+    stacked = StackedModel(models)
+    for name, p in stacked.params.items():
+        p.grad = torch.stack([dict(m.named_parameters())[name].grad for m in models])
+    loggers = [_Recorder(), _Recorder()]
+    diag = MemberDiagnostics(settings, stacked, loggers, every=50, run_names=["a", "b"])
+    frozen = torch.zeros(2, dtype=torch.bool)
+    diag.before_step(0, frozen)
+    with torch.no_grad():
+        for p in stacked.params.values():
+            p -= 0.1 * p.grad
+    diag.after_step(frozen)
+    diag.end_epoch(x, shared=False, step=1, frozen=frozen)
+    return [lg.rows for lg in loggers], models
+
+
+def test_member_diagnostics_take_plain_settings() -> None:
+    # the engine's settings object (no Lightning) and the Lightning callback log the same
+    plain, models = _member_diagnostics_rows(DiagnosticsSettings(histograms=False))
+    assert plain == _member_diagnostics_rows(TrainingDiagnostics(histograms=False))[0]
+    for rows, m in zip(plain, models, strict=True):
+        (s0, grads), (s1, ratios), (s2, dead) = rows
+        assert (s0, s1, s2) == (0, 0, 1)
+        layers = weight_layers(m)
+        want = {f"diag/grad_norm/model.{n}": layer.weight.grad.norm().item()
+                for n, layer in layers}
+        want["diag/grad_norm/total"] = torch.stack(
+            [p.grad.norm() for p in m.parameters()]).norm().item()
+        assert grads == pytest.approx(want, rel=1e-5)
+        # SGD: ||dW|| / ||W|| = lr ||g|| / ||W||
+        assert ratios == pytest.approx(
+            {f"diag/update_ratio/model.{n}": 0.1 * layer.weight.grad.norm().item()
+             / layer.weight.norm().item() for n, layer in layers}, rel=1e-4)
+        assert set(dead) == {f"diag/dead_frac/model.{n}" for n, _ in layers}
+    assert [rows[2][1]["diag/dead_frac/model.blocks.0.linear"] for rows in plain] == [
+        4 / 16, 8 / 16]

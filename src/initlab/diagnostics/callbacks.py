@@ -25,131 +25,31 @@ from torch import nn
 
 from initlab.diagnostics.probe import (
     ForwardRecorder,
-    _unit_dim,
-    dead_unit_counts,
     hook_targets,
     preserved_state,
     weight_layers,
 )
+from initlab.diagnostics.training import (
+    HIST_VALUES,
+    DeadPlan,
+    DiagnosticsSettings,
+    EpisodeCounter,
+    dead_fractions,
+    dead_plan,
+    gradient_warning,
+    host_flags,
+    inputs_of,
+    layer_rows,
+    relative_change,
+    tensor_norms,
+    to_host,
+    total_norm,
+)
 
 log = logging.getLogger("initlab.diagnostics")
-HIST_VALUES = 100_000  # activation values kept per layer for a histogram
 
 
-def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
-    foreach_norm = getattr(torch, "_foreach_norm", None)
-    if foreach_norm is not None:
-        try:
-            return list(foreach_norm(grads))
-        except RuntimeError:  # mixed devices / dtypes
-            pass
-    return [torch.linalg.vector_norm(g) for g in grads]
-
-
-def _host(values: list[Any]) -> list[float]:
-    """Floats of 0-d tensors (or numbers), with one device-to-host copy in the usual case."""
-    if not values:
-        return []
-    try:
-        return torch.stack(values).tolist()
-    except (RuntimeError, TypeError):  # numbers, other dtypes or devices
-        return [float(v) for v in values]
-
-
-def _total_norm(norms: list[torch.Tensor]) -> torch.Tensor:
-    try:
-        return torch.linalg.vector_norm(torch.stack(norms))
-    except RuntimeError:  # norms on different devices
-        device = norms[0].device
-        return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
-
-
-def _ratio(change: float, norm: float) -> float:
-    if norm:
-        return change / norm
-    return float("inf") if change else float("nan")
-
-
-def host_flags(total: float, g_first: float | None, explode_bound: float | None,
-               vanish_bound: float | None) -> list[bool]:
-    """One check's [explode, vanish] flags: the total gradient norm above ``explode_bound``
-    (or not finite), the first layer's below ``vanish_bound`` (a None bound: no check)."""
-    explode = explode_bound is not None and not total <= explode_bound
-    vanish = vanish_bound is not None and g_first is not None and g_first < vanish_bound
-    return [explode, vanish]
-
-
-class EpisodeCounter:
-    """Consecutive bad explode/vanish checks: an episode is due (warned about) once, when
-    its run of bad checks reaches ``patience``."""
-
-    KINDS = ("explode", "vanish")
-
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
-        self.runs = [0, 0]
-
-    def replay(self, rows: list[list[bool]]) -> list[str]:
-        """Count the checks ``rows`` ([explode, vanish] each) in order; the kinds whose
-        episode became due (each kind at most once)."""
-        due = [False, False]
-        for row in rows:
-            for k, bad in enumerate(row):
-                self.runs[k] = self.runs[k] + 1 if bad else 0
-                due[k] |= self.runs[k] == self.patience
-        return [kind for kind, d in zip(self.KINDS, due, strict=True) if d]
-
-
-def gradient_warning(what: str, bound: float | None, patience: int, step: int,
-                     last_total: float | None = None) -> str:
-    """The warning text of an exploding (``what="explode"``) or vanishing gradient
-    episode."""
-    if what == "explode":
-        return (f"exploding gradients: total gradient norm > {bound:g} (or not finite) for "
-                f"{patience} consecutive checks (checked at step {step}, last norm "
-                f"{float(last_total):.3g}); consider a smaller init scale or learning rate, "
-                "or gradient clipping")
-    return (f"vanishing gradients: first layer gradient norm < {bound:g} for {patience} "
-            f"consecutive checks (checked at step {step}); the first layers are not learning")
-
-
-DeadPlan = list[tuple[str, nn.Module, int, str]]
-
-
-def _layer_rows(recs: list[Any]) -> DeadPlan:
-    """(name, module whose output counts, unit dim, activation) per recorded layer: the
-    activation after a weight layer, or the layer itself when none follows."""
-    return [(r.name, r.act_module if r.act is not None else r.module, _unit_dim(r.module),
-             r.act_name if r.act is not None else "none") for r in recs]
-
-
-def _dead_plan(recs: list[Any]) -> DeadPlan:
-    """``_layer_rows``, or [] when a module serves several layers (a shared activation,
-    weight sharing): those need the recorder's pairing on every pass."""
-    plan = _layer_rows(recs)
-    unique = len({id(m) for _, m, _, _ in plan}) == len(plan)
-    same_calls = len({r.calls for r in recs}) <= 1  # each layer once per forward
-    return plan if unique and same_calls else []
-
-
-def _dead_fractions(rows: DeadPlan, outs: list[torch.Tensor]) -> dict[str, float]:
-    """``diag/dead_frac/<layer>`` from each row's output, reduced for all layers at once."""
-    counts = dead_unit_counts(outs, [d for _, _, d, _ in rows], [act for *_, act in rows])
-    return {f"diag/dead_frac/{name}": c / o.shape[d]
-            for (name, _, d, _), c, o in zip(rows, counts, outs, strict=True)}
-
-
-def _inputs_of(batch: Any) -> torch.Tensor | None:
-    """The inputs of a batch: a tensor, an (x, y) pair, or a list of (x, y) pairs (a
-    training call of several steps: its first minibatch)."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, (list, tuple)) and batch:
-        return _inputs_of(batch[0])
-    return None
-
-
-class TrainingDiagnostics(pl.Callback):
+class TrainingDiagnostics(DiagnosticsSettings, pl.Callback):
     """Log per-layer training diagnostics to the trainer's loggers.
 
     Tags (layer = module name inside the LightningModule, weight layers only):
@@ -185,17 +85,12 @@ class TrainingDiagnostics(pl.Callback):
         check_every_n_steps: int | None = None,
         dense_start: bool = True,
     ) -> None:
-        self.check_every_n_steps = check_every_n_steps
-        self.dense_start = dense_start
-        self.log_every_n_steps = log_every_n_steps
-        self.grad_norms = grad_norms
-        self.update_ratio = update_ratio
-        self.dead_frac = dead_frac
-        self.histograms = histograms
-        self.explode_bound = explode_bound
-        self.vanish_bound = vanish_bound
-        self.patience = patience
-        self.fixed_batch_size = fixed_batch_size
+        DiagnosticsSettings.__init__(
+            self, log_every_n_steps=log_every_n_steps, grad_norms=grad_norms,
+            update_ratio=update_ratio, dead_frac=dead_frac, histograms=histograms,
+            explode_bound=explode_bound, vanish_bound=vanish_bound, patience=patience,
+            fixed_batch_size=fixed_batch_size, check_every_n_steps=check_every_n_steps,
+            dense_start=dense_start)
         self._layers: list[tuple[str, nn.Module]] = []
         self._params: list[nn.Parameter] = []
         self._targets: list[tuple[str, nn.Module, bool]] = []
@@ -245,29 +140,6 @@ class TrainingDiagnostics(pl.Callback):
         n = self.log_every_n_steps
         return trainer.log_every_n_steps if n is None else n
 
-    def is_log_step(self, step: int, every: int) -> bool:
-        """Whether optimizer step ``step`` logs, with ``every`` the logging interval
-        (``log_every_n_steps``, or the trainer's when that is None)."""
-        return every > 0 and (step % every == 0 or (
-            self.dense_start and step < every and step & (step - 1) == 0))
-
-    def is_check_step(self, step: int, every: int) -> bool:
-        """Whether step ``step`` runs the explode/vanish check."""
-        if self.explode_bound is None and self.vanish_bound is None:
-            return False
-        if self.check_every_n_steps:
-            return step % self.check_every_n_steps == 0
-        return self.is_log_step(step, every)
-
-    def next_event(self, step: int, every: int) -> int:
-        """The first step after ``step`` that logs or checks."""
-        due = [step + every - step % every] if every > 0 else []
-        if every > 0 and self.dense_start and step + 1 < every:
-            due.append(1 << step.bit_length())  # the next power of two
-        if self.check_every_n_steps:
-            due.append(step + self.check_every_n_steps - step % self.check_every_n_steps)
-        return min(due, default=1 << 62)
-
     def _first_layer(self) -> nn.Module | None:
         if self._order:
             return self._order[0]
@@ -279,7 +151,7 @@ class TrainingDiagnostics(pl.Callback):
         # global_step counted here: reading the trainer's property costs a few us a step
         self._step = trainer.global_step
         if self._fixed is None and (self.dead_frac or self.histograms):
-            x = _inputs_of(batch)
+            x = inputs_of(batch)
             if x is not None:
                 self._fixed = x[: self.fixed_batch_size].detach().clone()
 
@@ -307,15 +179,15 @@ class TrainingDiagnostics(pl.Callback):
         snap = log_step and self.update_ratio and bool(self._layers)
         with torch.no_grad():  # parameters without .detach() (one op each saved)
             weights = [m.weight for _, m in self._layers] if snap else []
-            norms = _grad_norms([p.grad for p in params] + weights)  # one batched op
+            norms = tensor_norms([p.grad for p in params] + weights)  # one batched op
             if not log_step:  # a check-only step: the flags stay on the device
                 gnorms = norms[: len(params)]
-                self._count(_total_norm(gnorms), dict(zip(map(id, params), gnorms,
+                self._count(total_norm(gnorms), dict(zip(map(id, params), gnorms,
                                                           strict=True)))
                 return
             # A logging step: one device-to-host copy; the rest is arithmetic on floats.
             self._logged_since_capture = True
-            values = _host(norms)
+            values = to_host(norms)
             if snap:
                 try:  # one batched copy for all layers
                     snapshot = list(torch._foreach_mul(weights, 1.0))
@@ -401,9 +273,9 @@ class TrainingDiagnostics(pl.Callback):
                 deltas = torch._foreach_sub(now, before)
             except (AttributeError, RuntimeError):  # mixed devices / dtypes
                 deltas = [a - b for a, b in zip(now, before, strict=True)]
-            changes = _host(_grad_norms(deltas))
+            changes = to_host(tensor_norms(deltas))
         self._snapshot = {}
-        ratios = {f"diag/update_ratio/{n}": _ratio(d, w)
+        ratios = {f"diag/update_ratio/{n}": relative_change(d, w)
                   for n, d, w in zip(names, changes, self._snapshot_norms, strict=True)}
         self._write(trainer, ratios, self._snapshot_step)
 
@@ -464,11 +336,11 @@ class TrainingDiagnostics(pl.Callback):
                 attached.__exit__(None, None, None)
                 recs = recorder.records
                 if self._dead_plan is None:
-                    self._dead_plan = _dead_plan(recs)
+                    self._dead_plan = dead_plan(recs)
                 if not recs:
                     return {}, []
                 outs = [(r.act or r.preact)["output"] for r in recs]
-                return _dead_fractions(_layer_rows(recs), outs), recs
+                return dead_fractions(layer_rows(recs), outs), recs
 
             return finish_recording
         # With a plan: one light hook per layer keeps its first output, no records.
@@ -487,7 +359,7 @@ class TrainingDiagnostics(pl.Callback):
                 h.remove()
             if any(o is None for o in outs):
                 return {}, []
-            return _dead_fractions(plan, outs), []
+            return dead_fractions(plan, outs), []
 
         return finish_plan
 

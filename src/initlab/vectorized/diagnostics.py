@@ -1,7 +1,8 @@
 """Training-time diagnostics of the members of a vectorized job.
 
 ``MemberDiagnostics`` gives each member what ``TrainingDiagnostics`` gives an ordinary
-run, with the same settings (the configured callback), tags, steps and rules:
+run, with the same settings (the configured callback's, read without importing
+Lightning by ``initlab.diagnostics.training.settings_from_config``), tags, steps and rules:
 ``diag/grad_norm/<layer>`` and ``diag/grad_norm/total`` (before clipping, as
 Lightning's ``on_before_optimizer_step`` sees them), ``diag/update_ratio/<layer>``
 across the optimizer step,
@@ -24,21 +25,21 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from initlab.diagnostics.callbacks import (
-    HIST_VALUES,
-    DeadPlan,
-    EpisodeCounter,
-    TrainingDiagnostics,
-    _dead_plan,
-    _ratio,
-    gradient_warning,
-    host_flags,
-)
 from initlab.diagnostics.probe import (
     ForwardRecorder,
     hook_targets,
     member_dead_counts,
     weight_layers,
+)
+from initlab.diagnostics.training import (
+    HIST_VALUES,
+    DeadPlan,
+    DiagnosticsSettings,
+    EpisodeCounter,
+    dead_plan,
+    gradient_warning,
+    host_flags,
+    relative_change,
 )
 
 log = logging.getLogger("initlab.diagnostics")
@@ -58,14 +59,15 @@ def _member_norms(tensors: list[Tensor], k: int) -> list[list[float]]:
 class MemberDiagnostics:
     """The training-time diagnostics of K stacked members (see the module docstring).
 
-    ``settings``: the job's configured ``TrainingDiagnostics`` (its options are read, it
-    is never attached to a trainer); ``loggers[k]``: member k's logger or None;
+    ``settings``: the job's diagnostics settings (``settings_from_config`` of the
+    configured callback; a ``TrainingDiagnostics`` works too: only its options are read);
+    ``loggers[k]``: member k's logger or None;
     ``every``: the trainer's ``log_every_n_steps`` (used when the settings' is None);
     ``run_names``: how the warnings name the members. The vectorized trainer calls
     ``before_step`` after the gradients are final, ``after_step`` after the optimizer
     step and ``end_epoch`` after the epoch's validation."""
 
-    def __init__(self, settings: TrainingDiagnostics, model: Any, loggers: Sequence[Any],
+    def __init__(self, settings: DiagnosticsSettings, model: Any, loggers: Sequence[Any],
                  every: int, run_names: Sequence[str]) -> None:
         self.s = settings
         self.model = model
@@ -160,7 +162,7 @@ class MemberDiagnostics:
         self._snapshot = []
         for j, is_frozen in enumerate(frozen.tolist()):
             if not is_frozen:
-                self._write(j, {f"diag/update_ratio/{tag}": _ratio(c[j], w[j])
+                self._write(j, {f"diag/update_ratio/{tag}": relative_change(c[j], w[j])
                                 for (tag, _), c, w in zip(self.layers, changes,
                                                            self._snapshot_norms, strict=True)},
                             self._snapshot_step)
@@ -228,7 +230,7 @@ class MemberDiagnostics:
             base.train(False)
             with torch.no_grad(), recorder.attach(base, hook_targets(base)):
                 functional_call(base, member0, (x1,))
-            self._plan = _dead_plan(recorder.records)
+            self._plan = dead_plan(recorder.records)
             if not self._plan:
                 log.info("vectorized job: no dead fractions (a module serves several layers)")
         return self._plan
