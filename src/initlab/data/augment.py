@@ -20,7 +20,7 @@ def random_crop_flip(
     The standard CIFAR augmentation of He et al. (2016), section 4.2: pad 4 pixels on each
     side, crop back to the original size at a uniformly random offset, and flip left-right
     with probability 1/2. ``x`` is ``(N, C, H, W)``. Padding is with zeros; applied after
-    standardization (as in :class:`~initlab.data.cifar.CIFAR10DataModule`), zero is the
+    standardization (as in :class:`~initlab.data.cifar.CIFAR10Data`), zero is the
     per-channel mean pixel.
 
     All crops and flips are one gather: per-sample row and column index maps into the

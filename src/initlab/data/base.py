@@ -1,8 +1,20 @@
-"""Base LightningDataModule for data held in memory as tensors."""
+"""Base class for data held in memory as tensors, and its Lightning twins.
+
+Every data set is a plain class (``InMemoryData`` and its subclasses, e.g. ``DigitsData``)
+that needs nothing of Lightning: the vectorized engine uses those, so a sweep need not
+import pytorch_lightning (seconds, through torchmetrics and torchvision). Each plain class
+has a ``LightningDataModule`` twin of the old name (``DigitsDataModule``), made on first
+access by the module's PEP 562 ``__getattr__`` (:func:`lightning_twins`), for configs'
+``_target_`` and the Lightning engine.
+"""
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -24,9 +36,11 @@ def split_indices(n: int, val_frac: float, test_frac: float, seed: int) -> tuple
     return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
 
 
-class InMemoryDataModule(pl.LightningDataModule):
+class InMemoryData:
     """Holds train/val/test tensors and serves them through ``TensorBatcher``.
 
+    A plain class (no Lightning): its twin ``InMemoryDataModule`` adds
+    ``LightningDataModule``. Reads ``self.trainer`` only when a Trainer has set it.
     Subclasses implement ``load()`` returning ``{"train": (x, y), "val": ..., "test": ...}``
     and set ``task``, ``num_outputs`` and ``input_shape`` (per example) there.
     Inputs are standardized with statistics of the training split only.
@@ -45,7 +59,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         standardize: bool = True,
         device: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # no arguments: LightningDataModule's __init__ in a twin
         if batch_size <= 0:
             raise ValueError(f"dataset.batch_size={batch_size} must be > 0")
         self.batch_size = batch_size
@@ -140,3 +154,95 @@ class InMemoryDataModule(pl.LightningDataModule):
             "num_outputs": self.num_outputs,
             **{f"n_{k}": len(v[0]) for k, v in self.splits.items()},
         }
+
+
+# Lightning twins. A twin is ``type(name, (plain, <twin of plain's nearest registered
+# ancestor>), ...)``, made once and cached: pickle finds the class again by module and
+# name, and isinstance / issubclass between twins need one object per class.
+_TWIN_TABLES: dict[str, dict[str, type[InMemoryData]]] = {}  # module -> {twin name: plain}
+_TWIN_NAMES: dict[type[InMemoryData], tuple[str, str]] = {}  # plain -> (module, twin name)
+_MADE: dict[type[InMemoryData], type] = {}  # plain -> its twin
+_LOCK = threading.RLock()  # two threads' first access must not make two classes
+
+
+def lightning_class(plain: type[InMemoryData]) -> type:
+    """The ``LightningDataModule`` twin of a registered plain class (made on first call).
+
+    Its bases are ``plain`` and the twin of the nearest ancestor of ``plain`` that has one
+    (``InMemoryData``'s is ``InMemoryDataModule``, whose bases are ``InMemoryData`` and
+    ``LightningDataModule``), so the twins form the same hierarchy as the plain classes.
+    """
+    with _LOCK:
+        if plain in _MADE:
+            return _MADE[plain]
+        if plain not in _TWIN_NAMES:
+            raise TypeError(f"{plain.__qualname__} has no Lightning twin: register it with "
+                            "lightning_twins(__name__, {'<Name>DataModule': <plain class>})")
+        module, name = _TWIN_NAMES[plain]
+        if plain is InMemoryData:
+            import pytorch_lightning as pl
+
+            parent: type = pl.LightningDataModule
+        else:
+            ancestor = next(c for c in plain.__mro__[1:] if c in _TWIN_NAMES)
+            parent = lightning_class(ancestor)
+        doc = (f"{plain.__doc__ or ''}\n\nThe LightningDataModule twin of "
+               f":class:`{plain.__module__}.{plain.__qualname__}`.")
+        twin = type(name, (plain, parent),
+                    {"__module__": module, "__qualname__": name, "__doc__": doc})
+        _MADE[plain] = twin
+        return twin
+
+
+def lightning_twins(module: str, twins: Mapping[str, type[InMemoryData]]
+                    ) -> Callable[[str], Any]:
+    """Register the Lightning twins of a data module and return its PEP 562 ``__getattr__``:
+    ``__getattr__ = lightning_twins(__name__, {"DigitsDataModule": DigitsData})``.
+
+    ``from initlab.data.digits import DigitsDataModule`` then imports Lightning and makes
+    the class; importing the module alone does neither."""
+    table = dict(twins)
+    with _LOCK:
+        _TWIN_TABLES[module] = table
+        for name, plain in table.items():
+            _TWIN_NAMES[plain] = (module, name)
+
+    def __getattr__(name: str) -> Any:
+        plain = table.get(name)
+        if plain is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        return lightning_class(plain)
+
+    return __getattr__
+
+
+def _is_lightning(cls: type) -> bool:
+    return any(c.__module__.split(".")[0] in ("pytorch_lightning", "lightning")
+               for c in cls.__mro__)
+
+
+def plain_data_class(target: str) -> str | None:
+    """The import path of the plain twin of a data set's ``_target_``, without importing
+    Lightning: ``"initlab.data.digits.DigitsDataModule"`` -> ``"initlab.data.digits.
+    DigitsData"``. A target that is already a plain ``InMemoryData`` class is returned as
+    it is; None when the target has no plain twin (e.g. a LightningDataModule of your own).
+    """
+    module_name, _, name = str(target).rpartition(".")
+    if not module_name:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (module_name + ".").startswith(err.name + "."):
+            return None  # no such module: instantiating the target reports it
+        raise
+    plain = _TWIN_TABLES.get(module.__name__, {}).get(name)
+    if plain is not None:
+        return f"{plain.__module__}.{plain.__qualname__}"
+    obj = vars(module).get(name)  # vars: no module __getattr__, so no twin is made
+    if isinstance(obj, type) and issubclass(obj, InMemoryData) and not _is_lightning(obj):
+        return target
+    return None
+
+
+__getattr__ = lightning_twins(__name__, {"InMemoryDataModule": InMemoryData})

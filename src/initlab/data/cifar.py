@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from initlab.data.augment import random_crop_flip
-from initlab.data.mnist import FileDataModule
+from initlab.data.base import lightning_twins
+from initlab.data.mnist import FileData
 from initlab.data.paths import download_failed, removing_created_dirs, unreadable
 
 FOLDER = "cifar-10-batches-py"
@@ -54,7 +55,7 @@ def read_cifar_batch(path: str | Path) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
 
 
-class CIFAR10DataModule(FileDataModule):
+class CIFAR10Data(FileData):
     """CIFAR-10: 50,000 train (minus ``val_frac`` for validation) + 10,000 test images,
     ``(3, 32, 32)``, 10 classes. ``augment=True`` applies random crop (zero padding
     ``augment_pad``) + horizontal flip to training batches only."""
@@ -113,3 +114,7 @@ class CIFAR10DataModule(FileDataModule):
         x_test, y_test = read(TEST_FILES)
         return self.splits_from(x_train.to(torch.float32).div_(255.0), y_train,
                                 x_test.to(torch.float32).div_(255.0), y_test)
+
+
+# the LightningDataModules of configs' _target_, made on first access (see base.py)
+__getattr__ = lightning_twins(__name__, {"CIFAR10DataModule": CIFAR10Data})

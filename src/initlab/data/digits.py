@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from initlab.data.base import InMemoryDataModule, split_indices
+from initlab.data.base import InMemoryData, lightning_twins, split_indices
 
 
-class DigitsDataModule(InMemoryDataModule):
+class DigitsData(InMemoryData):
     """The embedded default data set; images are (1, 8, 8), flattened by MLPs.
     ``image_size``: upsample (bilinear) to (1, size, size), e.g. 32 for a CNN at the
     resolution of CIFAR-10."""
@@ -42,3 +42,7 @@ class DigitsDataModule(InMemoryDataModule):
         # split seed is fixed so every run of a sweep sees the same split whatever its seed
         tr, va, te = split_indices(len(x), self.val_frac, self.test_frac, seed=1234)
         return {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (x[te], y[te])}
+
+
+# the LightningDataModules of configs' _target_, made on first access (see base.py)
+__getattr__ = lightning_twins(__name__, {"DigitsDataModule": DigitsData})

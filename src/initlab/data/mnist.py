@@ -20,7 +20,7 @@ from urllib.error import URLError
 import torch
 from torch import Tensor
 
-from initlab.data.base import InMemoryDataModule, split_indices
+from initlab.data.base import InMemoryData, lightning_twins, split_indices
 from initlab.data.paths import (
     DatasetNotFoundError,
     download_failed,
@@ -73,7 +73,7 @@ def vision_splits(
     }
 
 
-class FileDataModule(InMemoryDataModule):
+class FileData(InMemoryData):
     """An image data set read from files under ``data_dir``: the options every such data
     set has, and the check that fails before training when files are missing.
 
@@ -139,7 +139,7 @@ class FileDataModule(InMemoryDataModule):
                              self.eval_subset)
 
 
-class MNISTDataModule(FileDataModule):
+class MNISTData(FileData):
     """MNIST digits: 60,000 train (minus ``val_frac`` for validation) + 10,000 test images,
     ``(1, 28, 28)``, 10 classes."""
 
@@ -201,8 +201,13 @@ class MNISTDataModule(FileDataModule):
                                 to_float(test.data), test.targets.long())
 
 
-class FashionMNISTDataModule(MNISTDataModule):
+class FashionMNISTData(MNISTData):
     """Fashion-MNIST (Xiao et al. 2017): same format and sizes as MNIST, 10 clothing classes."""
 
     name = "fashion_mnist"
     torchvision_name = "FashionMNIST"
+
+
+# the LightningDataModules of configs' _target_, made on first access (see base.py)
+__getattr__ = lightning_twins(__name__, {"FileDataModule": FileData, "MNISTDataModule": MNISTData,
+                                         "FashionMNISTDataModule": FashionMNISTData})

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from initlab.data.base import InMemoryDataModule
+from initlab.data.base import InMemoryData, lightning_twins
 from initlab.data.synthetic import SPLITS, _check_count, _split_generator
 
 SEQUENCE_TASKS = ("copy", "reverse", "sort")
@@ -63,7 +63,7 @@ def sequence_task(task: str, n: int, length: int, symbols: int, generator: torch
     return torch.cat([src, sep, tgt[:, :-1]], dim=1), tgt.clone()
 
 
-class TokenDataModule(InMemoryDataModule):
+class TokenData(InMemoryData):
     """Token sequences: never standardized; ``model_hints`` for the model's embedding."""
 
     vocab_size: int = 0
@@ -81,7 +81,7 @@ class TokenDataModule(InMemoryDataModule):
         return {**super().describe(), **self.model_hints}
 
 
-class ModAddDataModule(TokenDataModule):
+class ModAddData(TokenData):
     """Modular addition ``a + b mod p`` (see :func:`modular_addition`)."""
 
     name = "modadd"
@@ -100,7 +100,7 @@ class ModAddDataModule(TokenDataModule):
         return modular_addition(self.p, self.train_frac, _split_generator(self.data_seed, "train"))
 
 
-class SequenceDataModule(TokenDataModule):
+class SequenceData(TokenData):
     """copy / reverse / sort of random sequences (see :func:`sequence_task`)."""
 
     def __init__(self, task: str = "copy", length: int = 8, symbols: int = 10,
@@ -142,3 +142,9 @@ def model_hints(model_cfg: Any, datamodule: Any) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a factory function or an unknown target: no hints
         return {}
     return {k: v for k, v in hints.items() if k in params and k not in model_cfg}
+
+
+# the LightningDataModules of configs' _target_, made on first access (see base.py)
+__getattr__ = lightning_twins(__name__, {"TokenDataModule": TokenData,
+                                         "ModAddDataModule": ModAddData,
+                                         "SequenceDataModule": SequenceData})

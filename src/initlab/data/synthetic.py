@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from initlab.data.base import InMemoryDataModule
+from initlab.data.base import InMemoryData, lightning_twins
 
 SPLITS = ("train", "val", "test")
 
@@ -60,7 +60,7 @@ def adding_problem(n: int, seq_len: int, generator: torch.Generator) -> tuple[Te
 ADDING_BASELINE_MSE = 2.0 / 12.0  # MSE of always predicting 1.0 (see adding_problem)
 
 
-class AddingDataModule(InMemoryDataModule):
+class AddingData(InMemoryData):
     """The adding problem as a regression data set; ``input_shape = (seq_len, 2)``.
 
     Not standardized by default (``standardize=False``): the marker channel must stay 0/1.
@@ -139,7 +139,7 @@ class TeacherNet:
         return h @ self.readout
 
 
-class TeacherDataModule(InMemoryDataModule):
+class TeacherData(InMemoryData):
     """Teacher-student regression for depth studies: Gaussian inputs ``N(0, I_input_dim)``
     labelled by a fixed random deep tanh net (:class:`TeacherNet`).
 
@@ -216,3 +216,8 @@ class TeacherDataModule(InMemoryDataModule):
                 y = y + self.noise_std * torch.randn(y.shape, generator=g)
             splits[split] = (x, y)
         return splits
+
+
+# the LightningDataModules of configs' _target_, made on first access (see base.py)
+__getattr__ = lightning_twins(__name__, {"AddingDataModule": AddingData,
+                                         "TeacherDataModule": TeacherData})
