@@ -160,6 +160,14 @@ def test_trainer_group_holds_trainer_arguments_only(compose_cfg) -> None:
     assert compose_cfg().trainer._target_ == "pytorch_lightning.Trainer"
 
 
+def test_known_trainer_arguments_are_the_installed_trainers() -> None:
+    """config.TRAINER_ARGS lets a config be checked without importing Lightning: it must
+    be exactly the installed pl.Trainer's arguments (update it with Lightning)."""
+    from initlab.config import TRAINER_ARGS
+
+    assert TRAINER_ARGS == set(inspect.signature(pl.Trainer).parameters) - {"self"}
+
+
 def test_gpu_accelerator_is_checked_against_this_machine(compose_cfg) -> None:
     trainer = compose_cfg("trainer=gpu").trainer
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

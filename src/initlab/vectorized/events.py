@@ -103,6 +103,7 @@ class EventLogger:
             writer.add_summary(summary)
 
     def save(self) -> None:
+        self.experiment.flush()  # as Lightning's: makes the writer (and the folder)
         path = os.path.join(self.log_dir, HPARAMS_FILE)
         if os.path.isdir(self.log_dir) and not os.path.isfile(path):
             OmegaConf.save(OmegaConf.create(self.hparams), path)

@@ -193,8 +193,8 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         record_history,
         record_setup,
     )
-    from initlab.vectorized.diagnostics import MemberDiagnostics
     from initlab.seeding import seed_all
+    from initlab.vectorized.diagnostics import MemberDiagnostics
     from initlab.vectorized.engine import (
         StackedModel,
         VectorizedTrainer,
@@ -246,7 +246,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         if not isinstance(getattr(dm, "splits", None), dict) or "train" not in dm.splits:
             raise VectorizeError(
                 f"dataset={type(dm).__name__} does not hold its data in memory "
-                "(InMemoryDataModule); hydra/sweeper=vectorized needs an in-memory data set")
+                "(InMemoryData); hydra/sweeper=vectorized needs an in-memory data set")
         task = dm.task
         data_desc = dm.describe()
         act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
