@@ -154,3 +154,34 @@ def test_different_lrs_with_another_optimizer_are_refused_before_any_job(
     assert "[vectorized] 4 runs in 2 job(s)" in again.stdout
     results = pd.read_csv(only_sweep(tmp_path / "again") / "results.csv")
     assert len(results) == 4 and (results["status"] == "completed").all()
+
+
+def test_a_default_sweep_never_imports_lightning(tmp_path: Path) -> None:
+    """The canonical sweep under the default sweeper (one vectorized job) writes every
+    output without importing Lightning, whose import (torchmetrics, torchvision) is
+    seconds of a short sweep; the TensorBoard files are still there."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    args = ["-m", "init=xavier,he", "seed=0,1", f"paths.output_root={tmp_path}", *TINY]
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print('LIGHTNING IMPORTED:', sorted(m for m in "
+            "('pytorch_lightning', 'lightning', 'torchmetrics') if m in sys.modules)))\n"
+            f"sys.argv = ['train.py', *{args!r}]\n"
+            "runpy.run_path('train.py', run_name='__main__')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[vectorized] 4 runs in 1 job(s)" in proc.stdout
+    assert "LIGHTNING IMPORTED: []" in proc.stdout
+    sweep = only_sweep(tmp_path)
+    results = pd.read_csv(sweep / "results.csv")
+    assert sorted(results["status"]) == ["completed"] * 4
+    events = sorted(sweep.rglob("tb/**/events.out.tfevents*"))
+    assert len({e.parent for e in events}) == 4
+    assert TAGS <= scalar_tags(events[0].parent)
