@@ -10,6 +10,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from initlab.distributed import is_rank_zero, worker_threads
+from initlab.heap import freeze_heap
 from initlab.runguard import Interrupted, RunLock, exit_status_on_interrupt, raise_if_interrupted
 
 
@@ -90,5 +91,8 @@ def _run_job(cfg: DictConfig, hc: object, out: str, multirun: bool) -> dict:
 
 
 if __name__ == "__main__":
-    with exit_status_on_interrupt():
-        main()
+    try:
+        with exit_status_on_interrupt():
+            main()
+    finally:
+        freeze_heap()  # the process ends: no last collection over every object

@@ -34,6 +34,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from initlab.heap import setup_phase
 from initlab.vectorized.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,8 @@ class AutoSweeper(CheckedSweeper):
 
         runs = self.job_lists(arguments)
         self.refusal = None if self.vectorize is not False else "hydra.sweeper.vectorize=false"
-        self.check_all(runs)  # also sets self.refusal (inspect_job)
+        with setup_phase():  # imports torch and, with its optimizers, torch._dynamo
+            self.check_all(runs)  # also sets self.refusal (inspect_job)
         if self.refusal is not None:
             print(f"[auto] {len(runs)} runs, one job per run (not vectorized): "
                   f"{self.refusal}", flush=True)

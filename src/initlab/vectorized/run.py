@@ -178,6 +178,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     from initlab.data.base import plain_data_class
     from initlab.data.batcher import TensorBatcher
     from initlab.diagnostics.training import DiagnosticsSettings, settings_from_config
+    from initlab.heap import setup_phase
     from initlab.history import HISTORY_COLUMNS, Diverged
     from initlab.init_data import INIT_BATCH_SIZE, init_data
     from initlab.models.activations import activation_factory
@@ -215,79 +216,81 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     live: list[int] = []  # indices of the members in the stacked model
     task = "classification"
     try:
-        if not members:
-            return []
-        for m in members:
-            validate(m.cfg)
-        check_members(members, [s["config"] for s in summaries])
-        # what check_supported reads (model, trainer, optimizer) is the same in every member
-        check_supported(members[0].cfg, (members[0].choices or {}).get("model"))
-        check_accelerator(members[0].cfg.trainer, cuda_only=True)
-        cfg = members[0].cfg
-        diag = cfg.get("diagnostics") or {}
-        # the configured callback's options, for each member's training-time diagnostics
-        # (initlab's TrainingDiagnostics read without building the Lightning callback)
-        diag_settings = settings_from_config(diag.get("callback"))
-        if diag_settings is None and diag.get("callback"):
-            diag_settings = instantiate(diag.callback)
-        if diag_settings is not None and not isinstance(diag_settings, DiagnosticsSettings):
-            log.info("vectorized job: the diagnostics callback %s is not run (only "
-                     "TrainingDiagnostics is, per member)", type(diag_settings).__name__)
-            for s in summaries:
-                s["vectorized_skipped"] = "diagnostics.callback"
-            diag_settings = None
-        device = _device(cfg)
-        # initlab's data modules as their Lightning-free twins (same data, same splits)
-        twin = plain_data_class(str(cfg.dataset.get("_target_")))
-        dm = instantiate(cfg.dataset, seed=cfg.seed, **({"_target_": twin} if twin else {}))
-        if hasattr(dm, "check_available"):
-            dm.check_available()
-        dm.prepare()
-        if not isinstance(getattr(dm, "splits", None), dict) or "train" not in dm.splits:
-            raise VectorizeError(
-                f"dataset={type(dm).__name__} does not hold its data in memory "
-                "(InMemoryData); hydra/sweeper=vectorized needs an in-memory data set")
-        task = dm.task
-        data_desc = dm.describe()
-        act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
-        act_name = act_cfg.get("name")
-        make_act = activation_factory(**act_cfg)
-        # the members share the model config (checked above): resolve it once; each
-        # member still builds its own model right after seeding, as an ordinary run does
-        model_kwargs = OmegaConf.to_container(cfg.model, resolve=True)
-        model_cls = get_class(model_kwargs.pop("_target_"))
-        initializers: dict[str, Any] = {}  # one Initializer per distinct init config
-        models = []
-        for i, m in enumerate(members):
-            s = summaries[i]
-            try:
-                init_cfg = OmegaConf.to_container(m.cfg.init, resolve=True)
-                key = json.dumps(init_cfg, sort_keys=True, default=str)
-                if key not in initializers:
-                    initializers[key] = instantiate(m.cfg.init)
-                initializer = initializers[key]
-                seed_all(m.seed)  # as the ordinary run's seed_everything
-                model = model_cls(**model_kwargs, input_shape=tuple(dm.input_shape),
-                                  num_outputs=dm.num_outputs, activation=make_act)
-                data = init_data(initializer, model, dm, INIT_BATCH_SIZE, seed=m.seed)
-                initializer(model, activation=make_act(), data=data, seed=m.seed)
-                record_setup(s, dm.task, dict(data_desc), model)
-                made = make_loggers(m.cfg, Path(m.output_dir), s["run_name"],
-                                    lightning_free=True)
-                if made:
-                    loggers[i] = LoggerGroup(made)
-                    # what Lightning does at fit start: log the module's hyperparameters
-                    # and save (TensorBoard's hparams.yaml is written once, then)
-                    loggers[i].log_hyperparams(module_hparams(m.cfg, dm, act_cfg,
-                                                              s["config"]))
-                    loggers[i].save()
-                if diag.get("probe", False):
-                    probes[i] = _probe(model, dm, m.seed, diag, act_name, loggers[i])
-                models.append(model)
-                live.append(i)
-            except Exception as exc:  # noqa: BLE001 - this member failed, the others go on
-                record_failure(s, exc)
-                log.error("run %s failed at init: %s", s["run_name"], s["error"])
+        # imports (sklearn, matplotlib, tensorboard) and set-up: no collections (heap.py)
+        with setup_phase():
+            if not members:
+                return []
+            for m in members:
+                validate(m.cfg)
+            check_members(members, [s["config"] for s in summaries])
+            # what check_supported reads (model, trainer, optimizer) is the same in every member
+            check_supported(members[0].cfg, (members[0].choices or {}).get("model"))
+            check_accelerator(members[0].cfg.trainer, cuda_only=True)
+            cfg = members[0].cfg
+            diag = cfg.get("diagnostics") or {}
+            # the configured callback's options, for each member's training-time diagnostics
+            # (initlab's TrainingDiagnostics read without building the Lightning callback)
+            diag_settings = settings_from_config(diag.get("callback"))
+            if diag_settings is None and diag.get("callback"):
+                diag_settings = instantiate(diag.callback)
+            if diag_settings is not None and not isinstance(diag_settings, DiagnosticsSettings):
+                log.info("vectorized job: the diagnostics callback %s is not run (only "
+                         "TrainingDiagnostics is, per member)", type(diag_settings).__name__)
+                for s in summaries:
+                    s["vectorized_skipped"] = "diagnostics.callback"
+                diag_settings = None
+            device = _device(cfg)
+            # initlab's data modules as their Lightning-free twins (same data, same splits)
+            twin = plain_data_class(str(cfg.dataset.get("_target_")))
+            dm = instantiate(cfg.dataset, seed=cfg.seed, **({"_target_": twin} if twin else {}))
+            if hasattr(dm, "check_available"):
+                dm.check_available()
+            dm.prepare()
+            if not isinstance(getattr(dm, "splits", None), dict) or "train" not in dm.splits:
+                raise VectorizeError(
+                    f"dataset={type(dm).__name__} does not hold its data in memory "
+                    "(InMemoryData); hydra/sweeper=vectorized needs an in-memory data set")
+            task = dm.task
+            data_desc = dm.describe()
+            act_cfg = OmegaConf.to_container(cfg.activation, resolve=True)
+            act_name = act_cfg.get("name")
+            make_act = activation_factory(**act_cfg)
+            # the members share the model config (checked above): resolve it once; each
+            # member still builds its own model right after seeding, as an ordinary run does
+            model_kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+            model_cls = get_class(model_kwargs.pop("_target_"))
+            initializers: dict[str, Any] = {}  # one Initializer per distinct init config
+            models = []
+            for i, m in enumerate(members):
+                s = summaries[i]
+                try:
+                    init_cfg = OmegaConf.to_container(m.cfg.init, resolve=True)
+                    key = json.dumps(init_cfg, sort_keys=True, default=str)
+                    if key not in initializers:
+                        initializers[key] = instantiate(m.cfg.init)
+                    initializer = initializers[key]
+                    seed_all(m.seed)  # as the ordinary run's seed_everything
+                    model = model_cls(**model_kwargs, input_shape=tuple(dm.input_shape),
+                                      num_outputs=dm.num_outputs, activation=make_act)
+                    data = init_data(initializer, model, dm, INIT_BATCH_SIZE, seed=m.seed)
+                    initializer(model, activation=make_act(), data=data, seed=m.seed)
+                    record_setup(s, dm.task, dict(data_desc), model)
+                    made = make_loggers(m.cfg, Path(m.output_dir), s["run_name"],
+                                        lightning_free=True)
+                    if made:
+                        loggers[i] = LoggerGroup(made)
+                        # what Lightning does at fit start: log the module's hyperparameters
+                        # and save (TensorBoard's hparams.yaml is written once, then)
+                        loggers[i].log_hyperparams(module_hparams(m.cfg, dm, act_cfg,
+                                                                  s["config"]))
+                        loggers[i].save()
+                    if diag.get("probe", False):
+                        probes[i] = _probe(model, dm, m.seed, diag, act_name, loggers[i])
+                    models.append(model)
+                    live.append(i)
+                except Exception as exc:  # noqa: BLE001 - this member failed, the others go on
+                    record_failure(s, exc)
+                    log.error("run %s failed at init: %s", s["run_name"], s["error"])
         if live:
             stacked = StackedModel(models, device=device)
             live_cfgs = [members[i].cfg for i in live]
