@@ -1,7 +1,10 @@
 """Signal-propagation figures at initialization.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects (Agg canvas, no pyplot), so
-plotting neither needs a display nor changes the global matplotlib backend.
+plotting neither needs a display nor changes the global matplotlib backend.  The signal
+propagation figure (drawn at the end of every sweep) is laid out once from margins in
+inches rather than by a layout engine, which would measure every tick label of its
+log axes on each draw.
 """
 
 from __future__ import annotations
@@ -13,13 +16,23 @@ from typing import Any
 
 import pandas as pd
 import torch
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from initlab.diagnostics.probe import ForwardRecorder, preserved_state
 
 HIST_VALUES = 200_000  # activation values per layer in a histogram
+
+
+def _text_width(texts: Sequence[str], size: float | str = "medium") -> float:
+    """Width in inches of the widest of ``texts`` (Agg's font metrics, nothing drawn)."""
+    ruler = RendererAgg(1, 1, 100)  # the figures' dpi: the same font hinting
+    prop = FontProperties(size=size)
+    return max((ruler.get_text_width_height_descent(str(t), prop, ismath=False)[0]
+                for t in texts), default=0.0) / 100
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -73,7 +86,8 @@ def signal_propagation_figure(
     hues += sorted(present - set(hues))
     colors = {h: (colors or {}).get(h, f"C{i % 10}") for i, h in enumerate(hues)}
 
-    fig = Figure(figsize=(3.8 * len(facets) + 1.5, 6.0), layout="constrained")
+    width, height = 3.8 * len(facets) + 1.5, 6.0
+    fig = Figure(figsize=(width, height))
     axes = fig.subplots(2, len(facets), squeeze=False, sharex="col")
     for j, f in enumerate(facets):
         here = mean[mean["_facet"] == f]
@@ -99,7 +113,17 @@ def signal_propagation_figure(
             else:
                 ax.set_xlabel("weight layer (0 = first)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, title=hue_col, loc="outside right center")
+    fig.legend(handles, labels, title=hue_col, loc="center right")
+    # margins in inches: y tick labels (10^k) + y label | legend (handle, label, pads);
+    # suptitle + panel titles on top, x tick labels + x label below
+    left, gap = 0.95, 0.95
+    right = max(_text_width(labels), _text_width([hue_col or ""])) + 0.75
+    top, bottom = 0.75, 0.6
+    axes_w = (width - left - right - gap * (len(facets) - 1)) / len(facets)
+    axes_h = (height - top - bottom - 0.15) / 2
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
+                        bottom=bottom / height, wspace=gap / max(axes_w, 0.5),
+                        hspace=0.15 / axes_h)
     n_runs = records["run"].nunique() if "run" in records else None
     over = (f"; mean over {n_runs} runs" if n_runs and n_runs > len(hues) * len(facets)
             else "")
