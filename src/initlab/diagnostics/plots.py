@@ -75,6 +75,8 @@ def signal_propagation_figure(
     title: str | None = None,
 ) -> Figure:
     """The figure of ``plot_signal_propagation``, unsaved."""
+    from initlab.results.plots import plain_log_scale  # no mathtext: cheaper to draw
+
     df = records.copy()
     facet_col = facet if facet in df.columns else None
     hue_col = hue if hue in df.columns else None
@@ -100,7 +102,7 @@ def signal_propagation_figure(
                 sel = here[here["_hue"] == h].sort_values("index")
                 values = sel[col].where(sel[col] > 0)  # log scale: drop zeros
                 ax.plot(sel["index"], values, marker="o", ms=3, color=colors[h], label=h)
-            ax.set_yscale("log")
+            plain_log_scale(ax, "y")
             ax.grid(True, which="both", alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if head is not None and head > 0:
