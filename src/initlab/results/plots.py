@@ -38,11 +38,14 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
-from matplotlib.lines import Line2D
+from matplotlib.lines import TICKLEFT, TICKRIGHT, Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullLocator
+from matplotlib.transforms import IdentityTransform
 
 from initlab.results.aggregate import (
     PLOTS_DIR,
@@ -219,6 +222,10 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = N
     return fig, flat[:n]
 
 
+# Panel titles of axes without top ticks or a y offset text (categories, fractions, log
+# scales) get y=1.0: matplotlib then skips placing them above those, which measures every
+# y tick label of the panel once more before it is drawn.
+
 # Text sizes in inches for the margins of _fit; 10 pt is matplotlib's default label size.
 LINE_IN = 10 / 72 * 1.3  # one line of 10 pt text with its leading
 LABEL_IN = 0.2 + LINE_IN  # tick, pads, a 10 pt axis label and the edge beside tick labels
@@ -303,6 +310,45 @@ def plain_log_scale(ax: Any, which: str = "y") -> None:
     axis = getattr(ax, f"{which}axis")
     axis.set_major_formatter(PlainLogFormatter())
     axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
+def light_minor_log_ticks(ax: Any, grid_alpha: float | None = None) -> bool:
+    """Draw the unlabelled minor ticks of ``ax``'s log y axis (and, with ``grid_alpha``,
+    their grid lines) as two collections instead of one matplotlib Tick per minor tick
+    (each a bundle of lines and texts: ~40 per panel, most of a log figure's drawing
+    time).  Same marks, same places, same style.  Call it once the data is plotted: the y
+    limits are fixed here.  Minor ticks that carry labels (few decades) are left as they
+    are; returns whether the ticks were replaced."""
+    axis = ax.yaxis
+    lo, hi = sorted(ax.get_ylim())  # autoscales now
+    every = np.asarray(axis.get_minorticklocs(), dtype=float)  # majors already removed
+    labels = axis.get_minor_formatter().format_ticks(every)
+    inside = (every >= lo * (1 - 1e-9)) & (every <= hi * (1 + 1e-9))
+    if any(t for t, keep in zip(labels, inside, strict=True) if keep):
+        return False
+    locs = every[inside]
+    ax.set_ylim(ax.get_ylim())  # the marks below are placed for these limits
+    axis.set_minor_locator(NullLocator())
+    if not locs.size:
+        return True
+    rc = mpl.rcParams
+    trans = ax.get_yaxis_transform()  # x in axes fractions, y in data
+    if grid_alpha is not None:
+        grid = LineCollection([[(0, y), (1, y)] for y in locs], transform=trans,
+                              colors=rc["grid.color"], linewidths=rc["grid.linewidth"],
+                              linestyles=rc["grid.linestyle"], alpha=grid_alpha,
+                              zorder=1.5 if rc["axes.axisbelow"] == "line" else 0.5)
+        ax.add_collection(grid, autolim=False)
+    marker = MarkerStyle(TICKLEFT if rc["ytick.direction"] == "out" else TICKRIGHT)
+    mark = PathCollection([marker.get_path().transformed(marker.get_transform())],
+                          sizes=[rc["ytick.minor.size"] ** 2],
+                          offsets=np.column_stack([np.zeros(locs.size), locs]),
+                          offset_transform=trans, transform=IdentityTransform(),
+                          facecolors="none",
+                          edgecolors=rc["ytick.color"], linewidths=rc["ytick.minor.width"],
+                          clip_on=False, zorder=2.5)
+    ax.add_collection(mark, autolim=False)
+    return True
 
 
 _extra_formats: tuple[str, ...] = ()  # set by plot_all: also write these next to each PNG
@@ -447,6 +493,7 @@ def plot_curves(
         ax.set_ylabel(ylabel or METRIC_LABELS.get(metric, metric))
         if logy:
             plain_log_scale(ax, "y")
+            light_minor_log_ticks(ax)
         ax.grid(alpha=0.3)
     extra = [Line2D([], [], color="grey", lw=0.8, ls="--", marker="x", label="diverged run")
              ] if any_div else []
@@ -567,7 +614,7 @@ def plot_heatmap(
         ax.set_xlabel(display_name(col))
         ax.set_ylabel(display_name(row))
         if f != "all runs":
-            ax.set_title(f, fontsize=9)
+            ax.set_title(f, y=1.0, fontsize=9)
         fig.colorbar(im, ax=ax, label=METRIC_LABELS[metric], shrink=0.9)
     seeds = seeds_text(runs)
     head = ("one completed run per cell" if seeds == "1 seed"
@@ -647,7 +694,7 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
         ax.set_ylabel("epoch")
         ax.grid(alpha=0.3, axis="y")
         if f != "all runs":
-            ax.set_title(f, fontsize=9)
+            ax.set_title(f, y=1.0, fontsize=9)
     task = task_of(runs)
     what = "val acc \u2265" if task == "classification" else "val loss \u2264"
     tgt = f" {target:g}" if target is not None else " target"
@@ -882,7 +929,7 @@ def plot_init_histograms(runs: dict[str, Any] | Sequence[dict[str, Any]], path: 
             init = str(r.get("init"))
             ax.stairs(frac, edges, color=colors.get(init), lw=1.4, label=init,
                       fill=len(same) == 1, alpha=0.8)
-        ax.set_title(f"layer {k}: {name}", fontsize=8)
+        ax.set_title(f"layer {k}: {name}", y=1.0, fontsize=8)
         ax.tick_params(labelsize=7)
         if k >= n - cols:
             ax.set_xlabel("activation value", fontsize=8)
