@@ -38,7 +38,9 @@ def _text_width(texts: Sequence[str], size: float | str = "medium") -> float:
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    # PNG: zlib level 1, a third faster to encode than the default for ~10 % more bytes
+    png = path.suffix.lower() == ".png"
+    fig.savefig(path, dpi=100, **({"pil_kwargs": {"compress_level": 1}} if png else {}))
     return path
 
 

@@ -351,6 +351,12 @@ def light_minor_log_ticks(ax: Any, grid_alpha: float | None = None) -> bool:
     return True
 
 
+def save_options(fmt: str) -> dict[str, Any]:
+    """``savefig`` options per format: PNGs with zlib level 1 (a third faster to encode
+    than the default 6, ~10 % larger files of a few tens of kB)."""
+    return {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
+
+
 _extra_formats: tuple[str, ...] = ()  # set by plot_all: also write these next to each PNG
 
 
@@ -362,7 +368,7 @@ def save_png(fig: Any, path: Path) -> Path:
         target = path.with_suffix(f".{fmt}")
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
         try:
-            fig.savefig(tmp, format=fmt, dpi=DPI)
+            fig.savefig(tmp, format=fmt, dpi=DPI, **save_options(fmt))
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
