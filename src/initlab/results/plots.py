@@ -229,11 +229,10 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = N
 # Text sizes in inches for the margins of _fit; 10 pt is matplotlib's default label size.
 LINE_IN = 10 / 72 * 1.3  # one line of 10 pt text with its leading
 LABEL_IN = 0.2 + LINE_IN  # tick, pads, a 10 pt axis label and the edge beside tick labels
-TICKS_IN = 0.52  # numeric tick labels (<= 6 characters or 10^k) of a y axis, with the pad
 _ruler: RendererAgg | None = None
 
 
-def _text_width(texts: Sequence[str], size: float) -> float:
+def _text_width(texts: Sequence[str], size: float | str) -> float:
     """Width in inches of the widest of ``texts`` at ``size`` points (Agg's font metrics;
     nothing is drawn)."""
     global _ruler
@@ -246,6 +245,22 @@ def _text_width(texts: Sequence[str], size: float) -> float:
                for t in texts) / DPI
 
 
+def ytick_label_width(ax: Any) -> float:
+    """Width in inches of the widest y tick label that ``ax`` will draw (major and minor,
+    in view), from its locators and formatters: no Tick objects are made.  Call it once
+    the data is plotted."""
+    axis = ax.yaxis
+    lo, hi = sorted(axis.get_view_interval())
+    pad = 1e-9 * max(abs(lo), abs(hi), 1e-300)
+    texts = []
+    for locs, fmt in ((axis.get_majorticklocs(), axis.get_major_formatter()),
+                      (axis.get_minorticklocs(), axis.get_minor_formatter())):
+        locs = np.asarray(locs, dtype=float)
+        labels = fmt.format_ticks(locs) if locs.size else []
+        texts += [t for v, t in zip(locs, labels, strict=True) if lo - pad <= v <= hi + pad]
+    return _text_width([t for t in texts if t], mpl.rcParams["ytick.labelsize"])
+
+
 def _legend_height(fig: Figure) -> float:
     """Inches taken by the figure's legends below the panels (8 pt entries)."""
     total = 0.0
@@ -256,17 +271,20 @@ def _legend_height(fig: Figure) -> float:
     return total
 
 
-def _fit(fig: Figure, *, left: float = 0.2 + TICKS_IN, right: float = 0.15,
+def _fit(fig: Figure, *, left: float | None = None, right: float = 0.15,
          top: float = 0.0, bottom: float = 0.2 + 0.38, wspace: float | None = None,
          hspace: float | None = None) -> None:
     """Place the subplot grid from margins in inches, computed once from what is around
-    the panels (tick labels and axis labels: ``left`` / ``bottom``; panel titles; the
-    suptitle's lines; the legends below), instead of a layout engine that measures every
-    tick label on every draw.  ``wspace`` / ``hspace``: inches between panels (default:
+    the panels (tick labels and axis labels: ``left`` / ``bottom``, ``left`` by default
+    from the y tick labels the panels will draw; panel titles; the suptitle's lines; the
+    legends below), instead of a layout engine that measures every tick label on every
+    draw.  ``wspace`` / ``hspace``: inches between panels (default:
     room for the y labels / for the x labels and a panel title)."""
     axes = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
     nrows, ncols = axes[0].get_subplotspec().get_gridspec().get_geometry()
     w, h = fig.get_size_inches()
+    if left is None:
+        left = max(ytick_label_width(ax) for ax in axes if ax.get_visible()) + LABEL_IN
     title_in = 0.27 if any(ax.get_title() for ax in axes if ax.get_visible()) else 0.0
     sup = fig._suptitle
     lines = sup.get_text().count("\n") + 1 if sup is not None and sup.get_text() else 0
