@@ -78,7 +78,12 @@ def signal_propagation_figure(
 ) -> Figure:
     """The figure of ``plot_signal_propagation``, unsaved."""
     # plain-text log labels and light minor ticks: the same figure, cheaper to draw
-    from initlab.results.plots import light_minor_log_ticks, plain_log_scale
+    from initlab.results.plots import (
+        LABEL_IN,
+        light_minor_log_ticks,
+        plain_log_scale,
+        ytick_label_width,
+    )
 
     df = records.copy()
     facet_col = facet if facet in df.columns else None
@@ -122,9 +127,9 @@ def signal_propagation_figure(
                 ax.set_xlabel("weight layer (0 = first)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, title=hue_col, loc="center right")
-    # margins in inches: y tick labels (10^k) + y label | legend (handle, label, pads);
+    # margins in inches: y tick labels + y label | legend (handle, label, pads);
     # suptitle + panel titles on top, x tick labels + x label below
-    left, gap = 0.95, 0.95
+    left = gap = max(ytick_label_width(ax) for ax in fig.axes) + LABEL_IN
     right = max(_text_width(labels), _text_width([hue_col or ""])) + 0.75
     top, bottom = 0.75, 0.6
     axes_w = (width - left - right - gap * (len(facets) - 1)) / len(facets)
