@@ -11,31 +11,43 @@
   ``initlab.diagnostics.plots.plot_signal_propagation`` when that function exists.
 
 Every PNG is saved under a temporary name in the same folder, then renamed.
+
+Speed (the figures are drawn at the end of every sweep): figures are plain
+``matplotlib.figure.Figure`` objects on an Agg canvas (no pyplot state, nothing to close),
+laid out once from margins in inches (:func:`_fit`) instead of a layout engine that
+measures every tick label on each draw, and the garbage collector's full passes over the
+objects that existed before plotting are skipped while drawing (:func:`_young_gc_only`).
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import logging
 import math
 import os
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import TICKLEFT, TICKRIGHT, Line2D
+from matplotlib.markers import MarkerStyle
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullLocator
+from matplotlib.transforms import IdentityTransform
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from initlab.results.aggregate import (  # noqa: E402
+from initlab.results.aggregate import (
     PLOTS_DIR,
     SweepKeys,
     attributed,
@@ -45,9 +57,9 @@ from initlab.results.aggregate import (  # noqa: E402
     sweep_keys,
     task_of,
 )
-from initlab.results.figformats import FORMATS, check_formats  # noqa: E402
-from initlab.results.files import HISTORY_FILE  # noqa: E402
-from initlab.results.stats import describe  # noqa: E402
+from initlab.results.figformats import FORMATS, check_formats
+from initlab.results.files import HISTORY_FILE
+from initlab.results.stats import describe
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +167,11 @@ SCHEME_COLORS = {"random": 0, "xavier": 1, "he": 2, "lecun": 3, "orthogonal": 4,
 def init_colors(hues: Sequence[str]) -> dict[str, Any]:
     """Colour of each init setting label: a fixed tab10 colour for a bare scheme name,
     the next unused one (tab20 past ten) for anything else."""
-    cmap = plt.get_cmap("tab10")
+    cmap = mpl.colormaps["tab10"]
     fixed = {h: cmap(SCHEME_COLORS[h]) for h in hues if h in SCHEME_COLORS}
     rest = [h for h in hues if h not in fixed]
     if len(hues) > 10:
-        big = plt.get_cmap("tab20")
+        big = mpl.colormaps["tab20"]
         return {h: big(i % big.N) for i, h in enumerate(hues)}
     free = [cmap(i) for i in range(cmap.N) if i not in {SCHEME_COLORS[h] for h in fixed}]
     return {**fixed, **{h: free[i % len(free)] for i, h in enumerate(rest)}}
@@ -192,17 +204,175 @@ def _cap(facets: list[str], what: str) -> list[str]:
     return facets
 
 
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas: no pyplot figure manager, nothing to close."""
+    fig = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _grid(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = None
-          ) -> tuple[Any, list[Any]]:
+          ) -> tuple[Figure, list[Any]]:
     ncols = min(ncols or MAX_COLS, max(n, 1))
     nrows = math.ceil(max(n, 1) / ncols)
-    size = (max(width * ncols, 5.5), height * nrows + 1.2)
-    fig, axes = plt.subplots(nrows, ncols, figsize=size,
-                             squeeze=False, layout="constrained")
-    flat = list(axes.ravel())
+    fig = _figure((max(width * ncols, 5.5), height * nrows + 1.2))
+    flat = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
+
+
+# Panel titles of axes without top ticks or a y offset text (categories, fractions, log
+# scales) get y=1.0: matplotlib then skips placing them above those, which measures every
+# y tick label of the panel once more before it is drawn.
+
+# Text sizes in inches for the margins of _fit; 10 pt is matplotlib's default label size.
+LINE_IN = 10 / 72 * 1.3  # one line of 10 pt text with its leading
+LABEL_IN = 0.2 + LINE_IN  # tick, pads, a 10 pt axis label and the edge beside tick labels
+_ruler: RendererAgg | None = None
+
+
+def _text_width(texts: Sequence[str], size: float | str) -> float:
+    """Width in inches of the widest of ``texts`` at ``size`` points (Agg's font metrics;
+    nothing is drawn)."""
+    global _ruler
+    if not texts:
+        return 0.0
+    if _ruler is None:
+        _ruler = RendererAgg(1, 1, DPI)  # at the figures' dpi: the same font hinting
+    prop = FontProperties(size=size)
+    return max(_ruler.get_text_width_height_descent(str(t), prop, ismath=False)[0]
+               for t in texts) / DPI
+
+
+def ytick_label_width(ax: Any) -> float:
+    """Width in inches of the widest y tick label that ``ax`` will draw (major and minor,
+    in view), from its locators and formatters: no Tick objects are made.  Call it once
+    the data is plotted."""
+    axis = ax.yaxis
+    lo, hi = sorted(axis.get_view_interval())
+    pad = 1e-9 * max(abs(lo), abs(hi), 1e-300)
+    texts = []
+    for locs, fmt in ((axis.get_majorticklocs(), axis.get_major_formatter()),
+                      (axis.get_minorticklocs(), axis.get_minor_formatter())):
+        locs = np.asarray(locs, dtype=float)
+        labels = fmt.format_ticks(locs) if locs.size else []
+        texts += [t for v, t in zip(locs, labels, strict=True) if lo - pad <= v <= hi + pad]
+    return _text_width([t for t in texts if t], mpl.rcParams["ytick.labelsize"])
+
+
+def _legend_height(fig: Figure) -> float:
+    """Inches taken by the figure's legends below the panels (8 pt entries)."""
+    total = 0.0
+    for leg in fig.legends:
+        n = len(leg.legend_handles)
+        title = leg.get_title().get_text()
+        total += math.ceil(n / max(leg._ncols, 1)) * 0.18 + (0.2 if title else 0.0) + 0.04
+    return total
+
+
+def _fit(fig: Figure, *, left: float | None = None, right: float = 0.15,
+         top: float = 0.0, bottom: float = 0.2 + 0.38, wspace: float | None = None,
+         hspace: float | None = None) -> None:
+    """Place the subplot grid from margins in inches, computed once from what is around
+    the panels (tick labels and axis labels: ``left`` / ``bottom``, ``left`` by default
+    from the y tick labels the panels will draw; panel titles; the suptitle's lines; the
+    legends below), instead of a layout engine that measures every tick label on every
+    draw.  ``wspace`` / ``hspace``: inches between panels (default:
+    room for the y labels / for the x labels and a panel title)."""
+    axes = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
+    nrows, ncols = axes[0].get_subplotspec().get_gridspec().get_geometry()
+    w, h = fig.get_size_inches()
+    if left is None:
+        left = max(ytick_label_width(ax) for ax in axes if ax.get_visible()) + LABEL_IN
+    title_in = 0.27 if any(ax.get_title() for ax in axes if ax.get_visible()) else 0.0
+    sup = fig._suptitle
+    lines = sup.get_text().count("\n") + 1 if sup is not None and sup.get_text() else 0
+    top += 0.1 + lines * 0.2 + title_in
+    legend = _legend_height(fig)
+    bottom += legend
+    wspace = left if wspace is None else wspace
+    hspace = bottom - legend + title_in if hspace is None else hspace
+    axes_w = max((w - left - right - (ncols - 1) * wspace) / ncols, 0.5)
+    axes_h = max((h - top - bottom - (nrows - 1) * hspace) / nrows, 0.5)
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h,
+                        bottom=bottom / h, wspace=wspace / axes_w, hspace=hspace / axes_h)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075"
+                                                 "\u2076\u2077\u2078\u2079")
+
+
+class PlainLogFormatter(LogFormatterSciNotation):
+    """Log-axis tick labels as plain text with Unicode superscripts (10\u207b\u00b3,
+    2\u00d710\u207b\u00b9) instead of matplotlib's mathtext (10^{-3}): each figure's
+    renderer parses every mathtext label anew (pyparsing, several ms per label), which was
+    a large part of drawing a log-scale figure.  Same ticks, same values shown."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        text = super().__call__(x, pos)
+        m = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", text)
+        if m is None:
+            return text
+        body = re.sub(r"\^\{(-?\d+)\}", lambda e: e.group(1).translate(_SUPERSCRIPT),
+                      m.group(1))
+        body = body.replace("\\times", "\u00d7")
+        return "\u2212" + body[1:] if body.startswith("-") else body
+
+
+def plain_log_scale(ax: Any, which: str = "y") -> None:
+    """Log scale on the ``which`` (``x`` / ``y``) axis of ``ax`` with
+    :class:`PlainLogFormatter` labels (major: the decades; minor: labelled by matplotlib's
+    rule, when there are few decades)."""
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
+def light_minor_log_ticks(ax: Any, grid_alpha: float | None = None) -> bool:
+    """Draw the unlabelled minor ticks of ``ax``'s log y axis (and, with ``grid_alpha``,
+    their grid lines) as two collections instead of one matplotlib Tick per minor tick
+    (each a bundle of lines and texts: ~40 per panel, most of a log figure's drawing
+    time).  Same marks, same places, same style.  Call it once the data is plotted: the y
+    limits are fixed here.  Minor ticks that carry labels (few decades) are left as they
+    are; returns whether the ticks were replaced."""
+    axis = ax.yaxis
+    lo, hi = sorted(ax.get_ylim())  # autoscales now
+    every = np.asarray(axis.get_minorticklocs(), dtype=float)  # majors already removed
+    labels = axis.get_minor_formatter().format_ticks(every)
+    inside = (every >= lo * (1 - 1e-9)) & (every <= hi * (1 + 1e-9))
+    if any(t for t, keep in zip(labels, inside, strict=True) if keep):
+        return False
+    locs = every[inside]
+    ax.set_ylim(ax.get_ylim())  # the marks below are placed for these limits
+    axis.set_minor_locator(NullLocator())
+    if not locs.size:
+        return True
+    rc = mpl.rcParams
+    trans = ax.get_yaxis_transform()  # x in axes fractions, y in data
+    if grid_alpha is not None:
+        grid = LineCollection([[(0, y), (1, y)] for y in locs], transform=trans,
+                              colors=rc["grid.color"], linewidths=rc["grid.linewidth"],
+                              linestyles=rc["grid.linestyle"], alpha=grid_alpha,
+                              zorder=1.5 if rc["axes.axisbelow"] == "line" else 0.5)
+        ax.add_collection(grid, autolim=False)
+    marker = MarkerStyle(TICKLEFT if rc["ytick.direction"] == "out" else TICKRIGHT)
+    mark = PathCollection([marker.get_path().transformed(marker.get_transform())],
+                          sizes=[rc["ytick.minor.size"] ** 2],
+                          offsets=np.column_stack([np.zeros(locs.size), locs]),
+                          offset_transform=trans, transform=IdentityTransform(),
+                          facecolors="none",
+                          edgecolors=rc["ytick.color"], linewidths=rc["ytick.minor.width"],
+                          clip_on=False, zorder=2.5)
+    ax.add_collection(mark, autolim=False)
+    return True
+
+
+def save_options(fmt: str) -> dict[str, Any]:
+    """``savefig`` options per format: PNGs with zlib level 1 (a third faster to encode
+    than the default 6, ~10 % larger files of a few tens of kB)."""
+    return {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
 
 
 _extra_formats: tuple[str, ...] = ()  # set by plot_all: also write these next to each PNG
@@ -212,17 +382,14 @@ def save_png(fig: Any, path: Path) -> Path:
     """Save ``fig`` as PNG (and in the extra formats plot_all was asked for: PDF/SVG,
     same name) under a temporary name in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        for fmt in ("png", *_extra_formats):
-            target = path.with_suffix(f".{fmt}")
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
-            try:
-                fig.savefig(tmp, format=fmt, dpi=DPI)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-    finally:
-        plt.close(fig)
+    for fmt in ("png", *_extra_formats):
+        target = path.with_suffix(f".{fmt}")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
+        try:
+            fig.savefig(tmp, format=fmt, dpi=DPI, **save_options(fmt))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -273,8 +440,13 @@ def _legend(fig: Any, hues: Sequence[str], colors: dict[str, Any], extra: list[A
             title: str) -> None:
     handles = [Line2D([], [], color=colors[h], lw=2, label=h) for h in hues] + extra
     if handles:
-        fig.legend(handles=handles, title=title, loc="outside lower center", fontsize=8,
-                   title_fontsize=9, ncols=min(len(handles), 5), frameon=False)
+        _bottom_legend(fig, handles, title, ncols=min(len(handles), 5))
+
+
+def _bottom_legend(fig: Figure, handles: list[Any], title: str | None, ncols: int) -> None:
+    """A frameless legend centred below the panels (:func:`_fit` leaves room for it)."""
+    fig.legend(handles=handles, title=title, loc="lower center", bbox_to_anchor=(0.5, 0.0),
+               fontsize=8, title_fontsize=9, ncols=ncols, frameon=False)
 
 
 # --------------------------------------------------------------------------- figures
@@ -344,7 +516,8 @@ def plot_curves(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel or METRIC_LABELS.get(metric, metric))
         if logy:
-            ax.set_yscale("log")
+            plain_log_scale(ax, "y")
+            light_minor_log_ticks(ax)
         ax.grid(alpha=0.3)
     extra = [Line2D([], [], color="grey", lw=0.8, ls="--", marker="x", label="diverged run")
              ] if any_div else []
@@ -359,6 +532,7 @@ def plot_curves(
     spread = "one run per curve" if seeds == "1 seed" else f"mean \u00b1 std over {seeds}"
     note = f"\n{layout.note}" if layout.note else ""
     fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}: {spread}{note}", fontsize=10)
+    _fit(fig)
     return save_png(fig, path)
 
 
@@ -435,7 +609,8 @@ def plot_heatmap(
             if np.isfinite(col_vals).any():
                 best_in_col[j] = int(np.nanargmax(col_vals) if higher else
                                      np.nanargmin(col_vals))
-        cmap = plt.get_cmap("viridis" if higher else "viridis_r").with_extremes(bad="#d0d0d0")
+        cmap = mpl.colormaps["viridis" if higher else "viridis_r"].with_extremes(
+            bad="#d0d0d0")
         vmin, vmax = norms.get(task, (0.0, 1.0))
         if vmin == vmax:
             pad = 0.1 * abs(vmin) or 0.1
@@ -463,7 +638,7 @@ def plot_heatmap(
         ax.set_xlabel(display_name(col))
         ax.set_ylabel(display_name(row))
         if f != "all runs":
-            ax.set_title(f, fontsize=9)
+            ax.set_title(f, y=1.0, fontsize=9)
         fig.colorbar(im, ax=ax, label=METRIC_LABELS[metric], shrink=0.9)
     seeds = seeds_text(runs)
     head = ("one completed run per cell" if seeds == "1 seed"
@@ -474,6 +649,9 @@ def plot_heatmap(
     if layout.note:
         notes.insert(0, layout.note)
     fig.suptitle(f"{head}\n{'; '.join(notes)}", fontsize=9)
+    left = _text_width(rows_v, 8) + LABEL_IN
+    bottom = 0.5 * _text_width(cols_v, 8) + 0.1 + LABEL_IN  # labels turned by 30 degrees
+    _fit(fig, left=left, bottom=bottom, right=0.7, wspace=left + 0.7)  # + colour bar
     return save_png(fig, path)
 
 
@@ -540,7 +718,7 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
         ax.set_ylabel("epoch")
         ax.grid(alpha=0.3, axis="y")
         if f != "all runs":
-            ax.set_title(f, fontsize=9)
+            ax.set_title(f, y=1.0, fontsize=9)
     task = task_of(runs)
     what = "val acc \u2265" if task == "classification" else "val loss \u2264"
     tgt = f" {target:g}" if target is not None else " target"
@@ -558,10 +736,11 @@ def plot_convergence(results: pd.DataFrame, path: Path, layout: _Layout) -> Path
     if any_div:
         extra.append(Line2D([], [], ls="none", marker="x", color="grey", label="diverged run"))
     if extra:
-        fig.legend(handles=extra, loc="outside lower center", fontsize=8,
-                   ncols=len(extra), frameon=False)
+        _bottom_legend(fig, extra, None, ncols=len(extra))
     note = f"\n{layout.note}" if layout.note else ""
     fig.suptitle(f"epochs to {what}{tgt} ({seeds} per configuration){note}", fontsize=10)
+    left = _text_width(["not reached", str(int(top))], 10) + LABEL_IN
+    _fit(fig, left=left, bottom=0.5 * _text_width(layout.hues, 8) + 0.25)
     return save_png(fig, path)
 
 
@@ -593,7 +772,6 @@ def plot_diagnostics(frame: pd.DataFrame, path: Path, colors: dict[str, Any] | N
                 return None
             os.replace(tmp, path.with_suffix(f".{fmt}"))
         finally:
-            plt.close("all")
             tmp.unlink(missing_ok=True)
     return path
 
@@ -623,10 +801,26 @@ def plot_all(
     fmts = check_formats(formats)
     _extra_formats = fmts[1:]
     try:
-        return _plot_all(sweep_dir, results, keys, axes, diagnostics, init_histograms,
-                         summary)
+        with _young_gc_only():
+            return _plot_all(sweep_dir, results, keys, axes, diagnostics, init_histograms,
+                             summary)
     finally:
         _extra_formats = ()
+
+
+@contextmanager
+def _young_gc_only() -> Iterator[None]:
+    """Leave the objects that existed before plotting (a whole training process: torch,
+    Lightning, pandas) out of the garbage collector while the figures are drawn: the many
+    short-lived matplotlib objects otherwise set off full collections over all of them,
+    a fifth of the plotting time.  Nothing is kept alive longer: the frozen objects go
+    back to the collector afterwards, and the figures' own garbage is collected as
+    usual."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _plot_all(
@@ -672,7 +866,6 @@ def _plot_all(
             path = fn()
         except Exception as exc:  # noqa: BLE001 - one bad figure must not stop the rest
             log.error("plot %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=True)
-            plt.close("all")
             return
         log.debug("plot %s: %.2f s", name, time.perf_counter() - t0)
         if path is not None:
@@ -749,8 +942,8 @@ def plot_init_histograms(runs: dict[str, Any] | Sequence[dict[str, Any]], path: 
     n = len(names)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows + 0.9),
-                             squeeze=False, layout="constrained")
+    fig = _figure((3.3 * cols, 2.6 * rows + 0.9))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for k, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
         for r in same:
             h = r["layers"][k]
@@ -760,7 +953,7 @@ def plot_init_histograms(runs: dict[str, Any] | Sequence[dict[str, Any]], path: 
             init = str(r.get("init"))
             ax.stairs(frac, edges, color=colors.get(init), lw=1.4, label=init,
                       fill=len(same) == 1, alpha=0.8)
-        ax.set_title(f"layer {k}: {name}", fontsize=8)
+        ax.set_title(f"layer {k}: {name}", y=1.0, fontsize=8)
         ax.tick_params(labelsize=7)
         if k >= n - cols:
             ax.set_xlabel("activation value", fontsize=8)
@@ -769,14 +962,14 @@ def plot_init_histograms(runs: dict[str, Any] | Sequence[dict[str, Any]], path: 
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     handles = [Line2D([], [], color=colors.get(i), lw=2, label=i) for i in inits]
-    fig.legend(handles=handles, title="init", loc="outside lower center", ncols=len(inits),
-               fontsize=8, frameon=False)
+    _bottom_legend(fig, handles, "init", ncols=len(inits))
     what = f"activation={ref.get('activation')}" if ref.get("activation") else ""
     model = f"model={ref.get('model')}" if ref.get("model") else ""
     detail = ", ".join(x for x in (model, what) if x)
     fig.suptitle("Activations at initialization, per layer" + (f" ({detail})" if detail
                                                               else "")
                  + "\none seed per init, one probe batch", fontsize=9)
+    _fit(fig, left=0.45 + 0.15, bottom=0.28 + 0.15, wspace=0.45, hspace=0.3 + 0.15)
     return save_png(fig, path)
 
 
@@ -857,6 +1050,7 @@ def plot_lr_sensitivity(summary_runs: pd.DataFrame, path: Path, layout: _Layout,
               else f"mean over completed seeds ({seeds}), band 95 % CI")
     fig.suptitle(f"{METRIC_LABELS.get(metric, metric)} against {display_name(x_key)}: "
                  f"{spread}", fontsize=10)
+    _fit(fig)
     return save_png(fig, path)
 
 
