@@ -35,3 +35,18 @@ def setup_phase() -> Iterator[None]:
         freeze_heap()
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def young_objects_only() -> Iterator[None]:
+    """Inside the block, collections leave out every object alive at its start: drawing
+    figures makes many short-lived objects that would otherwise set off full collections
+    over a whole training process. Afterwards those objects are collected as before
+    (unless a set-up phase had frozen objects already: they stay frozen)."""
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()

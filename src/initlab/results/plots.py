@@ -22,14 +22,12 @@ objects that existed before plotting are skipped while drawing (:func:`_young_gc
 from __future__ import annotations
 
 import csv
-import gc
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullLocator
 from matplotlib.transforms import IdentityTransform
 
+from initlab.heap import young_objects_only
 from initlab.results.aggregate import (
     PLOTS_DIR,
     SweepKeys,
@@ -801,26 +800,11 @@ def plot_all(
     fmts = check_formats(formats)
     _extra_formats = fmts[1:]
     try:
-        with _young_gc_only():
+        with young_objects_only():
             return _plot_all(sweep_dir, results, keys, axes, diagnostics, init_histograms,
                              summary)
     finally:
         _extra_formats = ()
-
-
-@contextmanager
-def _young_gc_only() -> Iterator[None]:
-    """Leave the objects that existed before plotting (a whole training process: torch,
-    Lightning, pandas) out of the garbage collector while the figures are drawn: the many
-    short-lived matplotlib objects otherwise set off full collections over all of them,
-    a fifth of the plotting time.  Nothing is kept alive longer: the frozen objects go
-    back to the collector afterwards, and the figures' own garbage is collected as
-    usual."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _plot_all(
