@@ -15,13 +15,16 @@ the same training (see plain_sweep.py); each writes into its own new temporary f
 ``--runs 64``: init=xavier,he,random,lecun x seed=0..15. The two sides alternate,
 ``--repeats`` times; the median of each is printed with every single time and the ratio.
 
+Before timing, initlab's modules are byte-compiled (``compileall``: what Python caches
+after any first run on a user's machine) and each side runs ``--warmup`` times untimed.
+
 ``--threads N`` sets ``OMP_NUM_THREADS=N`` for both sides (torch's default thread count
 otherwise). On a machine shared with other jobs, two intra-op threads per process can
 spin-wait on each other: the plain loop's small per-batch products then run 20-50x
 slower than on one thread, which says more about the machine than about either side.
 
     python scripts/bench_sweep.py [--runs 9|64] [--repeats 3] [--epochs N] [--threads N]
-                                  [--sweeper auto|checked|vectorized]
+                                  [--sweeper auto|checked|vectorized] [--warmup 1]
 """
 
 from __future__ import annotations
@@ -93,7 +96,19 @@ def main() -> None:
                     help="OMP_NUM_THREADS for both sides (default: torch's own choice)")
     ap.add_argument("--sweeper", default=None,
                     help="hydra/sweeper for initlab (default: none given, i.e. auto)")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs of each side first (file cache; default 1)")
     args = ap.parse_args()
+    # initlab's own modules byte-compiled, as Python caches them after a first run on a
+    # user's machine (not where PYTHONDONTWRITEBYTECODE is set, as in some sandboxes);
+    # the plain script runs as __main__, which Python compiles every time anyway
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")],
+                   check=True, stdout=subprocess.DEVNULL)
+    for _ in range(args.warmup):
+        for side in ("initlab", "plain"):
+            with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+                timed(commands(args.runs, Path(tmp), args.epochs, args.sweeper)[side],
+                      args.threads)
     times: dict[str, list[float]] = {"initlab": [], "plain": []}
     for rep in range(args.repeats):
         for side in ("initlab", "plain"):
