@@ -35,6 +35,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from initlab.heap import setup_phase
+from initlab.vectorized import handoff
 from initlab.vectorized.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ class CheckedSweeper(LaunchingSweeper):
                 folder = job_folder(sweep_dir, job_cfg, num)
                 check_job_config(job_cfg, folder if folder.exists() else None)
                 self.inspect_job(num, job, job_cfg)
+                handoff.offer(handoff.handoff_key(self.config.hydra.job.config_name,
+                                                  self.config.hydra.overrides.hydra, job),
+                              job_cfg)
             except Exception as exc:  # noqa: BLE001 - every bad job is reported
                 own = " ".join(o for o in job if o not in common)
                 bad.append(f"  job {num + 1} ({own or 'defaults'}): "
@@ -145,6 +149,7 @@ class CheckedSweeper(LaunchingSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         jobs = self.job_lists(arguments)
         self.check_all(jobs)
+        handoff.clear()  # ordinary jobs compose their own
         return self.launch_all(jobs)
 
 
@@ -197,15 +202,19 @@ class AutoSweeper(CheckedSweeper):
 
         runs = self.job_lists(arguments)
         self.refusal = None if self.vectorize is not False else "hydra.sweeper.vectorize=false"
-        with setup_phase():  # imports torch and, with its optimizers, torch._dynamo
-            self.check_all(runs)  # also sets self.refusal (inspect_job)
-        if self.refusal is not None:
-            print(f"[auto] {len(runs)} runs, one job per run (not vectorized): "
-                  f"{self.refusal}", flush=True)
-            return self.launch_all(runs)
-        groups = group_jobs(runs, self.member_keys, self.max_members)
-        print(f"[vectorized] {len(runs)} runs in {len(groups)} job(s) "
-              f"(members differ in {', '.join(self.member_keys)}): "
-              + ", ".join(f"job {i}: {len(g.members)} runs" for i, g in enumerate(groups)),
-              flush=True)
-        return self.launch_all([g.overrides(i) for i, g in enumerate(groups)])
+        try:
+            with setup_phase():  # imports torch and, with its optimizers, torch._dynamo
+                self.check_all(runs)  # also sets self.refusal (inspect_job)
+            if self.refusal is not None:
+                handoff.clear()  # ordinary jobs compose their own
+                print(f"[auto] {len(runs)} runs, one job per run (not vectorized): "
+                      f"{self.refusal}", flush=True)
+                return self.launch_all(runs)
+            groups = group_jobs(runs, self.member_keys, self.max_members)
+            print(f"[vectorized] {len(runs)} runs in {len(groups)} job(s) "
+                  f"(members differ in {', '.join(self.member_keys)}): "
+                  + ", ".join(f"job {i}: {len(g.members)} runs"
+                              for i, g in enumerate(groups)), flush=True)
+            return self.launch_all([g.overrides(i) for i, g in enumerate(groups)])
+        finally:
+            handoff.clear()

@@ -156,3 +156,28 @@ def test_a_members_overrides_come_back_in_the_runs_own_order() -> None:
         assert in_order([*job.shared, *own], job.order) == runs[num]
     assert "++vectorize.order=['model.depth','init','seed','trainer.max_epochs']" in \
         job.overrides(0)
+
+
+def test_handoff_gives_a_config_once_under_its_exact_key() -> None:
+    from omegaconf import OmegaConf
+
+    from initlab.vectorized import handoff
+
+    cfg = OmegaConf.create({"seed": 1})
+    key = handoff.handoff_key("config", ["hydra.sweep.dir=x", "hydra.verbose=a"],
+                              ["init=he", "seed=1"])
+    handoff.offer(key, cfg)
+    try:
+        # another task-override order is another job; hydra overrides in any order
+        assert handoff.take(handoff.handoff_key("config", ["hydra.verbose=a",
+                                                           "hydra.sweep.dir=x"],
+                                                ["seed=1", "init=he"])) is None
+        assert handoff.take(handoff.handoff_key("other", ["hydra.verbose=a",
+                                                          "hydra.sweep.dir=x"],
+                                                ["init=he", "seed=1"])) is None
+        assert handoff.take(handoff.handoff_key("config", ["hydra.verbose=a",
+                                                           "hydra.sweep.dir=x"],
+                                                ["init=he", "seed=1"])) is cfg
+        assert handoff.take(key) is None  # given out once
+    finally:
+        handoff.clear()

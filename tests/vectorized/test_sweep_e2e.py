@@ -166,7 +166,8 @@ def test_a_default_sweep_never_imports_lightning(tmp_path: Path) -> None:
 
     from tests.conftest import ROOT
 
-    args = ["-m", "init=xavier,he", "seed=0,1", f"paths.output_root={tmp_path}", *TINY]
+    args = ["-m", "init=xavier,he", "seed=0,1", f"paths.output_root={tmp_path}", *TINY,
+            "hydra.verbose=initlab.vectorized"]
     code = ("import atexit, runpy, sys\n"
             "atexit.register(lambda: print('LIGHTNING IMPORTED:', sorted(m for m in "
             "('pytorch_lightning', 'lightning', 'torchmetrics') if m in sys.modules)))\n"
@@ -179,6 +180,8 @@ def test_a_default_sweep_never_imports_lightning(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[vectorized] 4 runs in 1 job(s)" in proc.stdout
     assert "LIGHTNING IMPORTED: []" in proc.stdout
+    # the job took its members' configs from the sweeper's checks, composed once
+    assert "4 of 4 member configs composed by the sweeper" in proc.stdout + proc.stderr
     sweep = only_sweep(tmp_path)
     results = pd.read_csv(sweep / "results.csv")
     assert sorted(results["status"]) == ["completed"] * 4

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from initlab.config import check_accelerator, study_config, validate
 from initlab.results.files import HISTORY_FILE, SUMMARY_FILE, write_csv, write_json
+from initlab.vectorized import handoff
 from initlab.vectorized.checks import VectorizeError, check_member_lrs, check_supported
 from initlab.vectorized.grouping import (
     DEFAULT_MEMBER_KEYS,
@@ -417,6 +418,7 @@ class MemberComposer:
         self.config_name = config_name
         self.hydra_overrides = list(hydra_overrides)
         self._cache: dict[tuple[str, ...], DictConfig] = {}
+        self.handed_over = 0  # members whose config came from the sweeper (handoff)
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         from hydra import compose
@@ -443,7 +445,12 @@ class MemberComposer:
         return full
 
     def __call__(self, overrides: list[str], num: int) -> tuple[DictConfig, DictConfig, str]:
-        full = self._full(overrides)
+        # the sweeper's own composition of this run, when it ran in this process
+        full = handoff.take(handoff.handoff_key(self.config_name, self.hydra_overrides,
+                                                overrides))
+        self.handed_over += full is not None
+        if full is None:
+            full = self._full(overrides)
         hydra_node = full.hydra
         with open_dict(full):
             hydra_node.job.num = num
@@ -510,6 +517,8 @@ def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path |
     print(f"[vectorized] job {out.name}: {len(spec)} runs"
           + (f" ({len(spec) - len(todo)} already finished)" if len(todo) < len(spec) else "")
           + f", {' '.join(shared) or 'defaults'}", flush=True)
+    log.debug("%d of %d member configs composed by the sweeper", compose_member.handed_over,
+              len(spec))
     nums = [n for n in order if n not in results]
     for num, s in zip(nums, train_members(todo, job=f"{JOB_DIR}/{out.name}"), strict=True):
         results[num] = s
