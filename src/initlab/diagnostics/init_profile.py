@@ -145,6 +145,7 @@ class _ProfileCanvas:
 
     def draw(self, profiles: Profile) -> Any:
         import numpy as np
+        from matplotlib.ticker import NullLocator
 
         for stat, ax in self.axes.items():
             points = profiles[stat]
@@ -152,6 +153,8 @@ class _ProfileCanvas:
             self.lines[stat].set_data([i for i, _, _ in points], ys)
             # standard deviations on a log axis: vanishing and exploding signals span decades
             ax.set_yscale("log" if stat.endswith("_std") and min(ys) > 0 else "linear")
+            # decade ticks only: unlabelled minor ticks were a sixth of each drawing
+            ax.yaxis.set_minor_locator(NullLocator())
             ax.relim()
             ax.autoscale_view()
         layers = sorted({(i, name) for pts in profiles.values() for i, name, _ in pts})
