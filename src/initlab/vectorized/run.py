@@ -113,15 +113,19 @@ def check_members(members: Sequence[Member],
 
 
 def _stacked_optimizer(cfgs: Sequence[DictConfig], params: list[Any]) -> Any:
-    """The members' optimizer over the stacked tensors: the configured ``torch.optim``
-    optimizer when they share the lr, else a ``MemberLrOptimizer`` with each member's."""
+    """The members' optimizer over the stacked tensors: ``MemberLrOptimizer`` with each
+    member's lr for SGD, Adam and AdamW (also when the lrs are equal: building a
+    ``torch.optim`` optimizer imports torch._dynamo, about 1 s of a short sweep), else
+    the configured ``torch.optim`` optimizer (members then share the lr)."""
     from hydra.utils import instantiate
 
     from initlab.vectorized.engine import stacked_optimizer
     from initlab.vectorized.optim import MemberLrOptimizer
 
     lrs = [float(c.optimizer.lr) for c in cfgs]
-    if len(set(lrs)) == 1:
+    try:
+        check_member_lrs(cfgs[0])  # an optimizer and options MemberLrOptimizer writes out
+    except VectorizeError:
         return stacked_optimizer(instantiate(cfgs[0].optimizer), params)
     options = OmegaConf.to_container(cfgs[0].optimizer, resolve=True)
     kind = str(options.pop("_target_")).rsplit(".", 1)[-1]
