@@ -113,74 +113,86 @@ def log_init_profile(logger: Any, records: list[dict[str, Any]]) -> None:
 
 
 class _ProfileCanvas:
-    """One Agg figure with a panel per statistic, drawn again for each run: building
-    axes and ticks costs most of a figure (about 0.3 s for four separate ones here), so
-    the figure is made once per layout and only its lines and layer labels change."""
+    """One Agg figure with a panel per statistic, drawn again for each run of a process
+    with the same layers. Building axes and ticks and drawing text cost most of a figure
+    (four separate figures took about 0.3 s a run, and 64-run sweeps draw 64), so the
+    figure is laid out once, everything that does not change between runs (frames, layer
+    names, titles) is kept as a background (matplotlib's blitting), and a run draws only
+    its lines and y axes onto a copy of it."""
 
-    def __init__(self, stats: tuple[str, ...], n_layers: int) -> None:
+    def __init__(self, stats: tuple[str, ...], layers: tuple[tuple[int, str], ...]) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         cols = 2 if len(stats) > 1 else 1
         rows = math.ceil(len(stats) / cols)
-        width = max(7.0, 0.3 * n_layers * cols + 2.5)
-        self.fig = Figure(figsize=(width, 2.3 * rows + 1.3), dpi=80)
+        height = 2.3 * rows + 1.3
+        self.fig = Figure(figsize=(max(7.0, 0.3 * len(layers) * cols + 2.5), height), dpi=80)
         FigureCanvasAgg(self.fig)
         axes = self.fig.subplots(rows, cols, squeeze=False)
-        self.fig.subplots_adjust(left=0.11, right=0.98, top=1 - 0.45 / (2.3 * rows + 1.3),
-                                 bottom=1.0 / (2.3 * rows + 1.3), hspace=0.35, wspace=0.32)
+        self.fig.subplots_adjust(left=0.11, right=0.98, top=1 - 0.45 / height,
+                                 bottom=1.0 / height, hspace=0.35, wspace=0.32)
         self.fig.suptitle("init profile (probe batch, before the first step)", fontsize=10)
         flat = list(axes.flat)
         for ax in flat[len(stats):]:
             ax.set_visible(False)
         self.axes = dict(zip(stats, flat, strict=False))
         self.lines = {}
-        for stat, ax in self.axes.items():
-            (self.lines[stat],) = ax.plot([], [], marker="o", markersize=3)
+        ticks = [i for i, _ in layers]
+        for n, (stat, ax) in enumerate(self.axes.items()):
+            (self.lines[stat],) = ax.plot([], [], marker="o", markersize=3, animated=True)
+            ax.yaxis.set_animated(True)  # drawn per run, with the line
             ax.set_ylabel(stat, fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-        # the layer names under the lowest panel of each column
-        self.bottom = [flat[i] for i in range(len(stats)) if i + cols >= len(stats)]
-
-    def draw(self, profiles: Profile) -> Any:
-        import numpy as np
-        from matplotlib.ticker import NullLocator
-
-        for stat, ax in self.axes.items():
-            points = profiles[stat]
-            ys = [v for _, _, v in points]
-            self.lines[stat].set_data([i for i, _, _ in points], ys)
-            # standard deviations on a log axis: vanishing and exploding signals span decades
-            ax.set_yscale("log" if stat.endswith("_std") and min(ys) > 0 else "linear")
-            # decade ticks only: unlabelled minor ticks were a sixth of each drawing
-            ax.yaxis.set_minor_locator(NullLocator())
-            ax.relim()
-            ax.autoscale_view()
-        layers = sorted({(i, name) for pts in profiles.values() for i, name, _ in pts})
-        ticks = [i for i, _ in layers]
-        for ax in self.axes.values():
-            if ax in self.bottom:
+            ax.set_xlim(ticks[0] - 0.5, ticks[-1] + 0.5)
+            if n + cols >= len(stats):  # the lowest panel of its column: the layer names
                 ax.set_xticks(ticks, [f"{i} {name}" for i, name in layers], rotation=60,
                               ha="right", fontsize=7)
                 ax.set_xlabel("layer", fontsize=8)
             else:
                 ax.set_xticks(ticks, [])
         self.fig.canvas.draw()
-        return np.asarray(self.fig.canvas.buffer_rgba())[..., :3].copy()
+        self.background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+
+    def draw(self, profiles: Profile) -> Any:
+        import numpy as np
+        from matplotlib.ticker import LogLocator, NullLocator
+
+        canvas = self.fig.canvas
+        canvas.restore_region(self.background)
+        for stat, ax in self.axes.items():
+            points = profiles[stat]
+            ys = [v for _, _, v in points]
+            self.lines[stat].set_data([i for i, _, _ in points], ys)
+            # standard deviations on a log axis: vanishing and exploding signals span
+            # decades; ticks at the decades (1, 2, 5 x 10^k within two decades), no
+            # unlabelled minor ticks
+            if stat.endswith("_std") and min(ys) > 0:
+                ax.set_yscale("log")
+                if math.log10(max(ys) / min(ys)) < 2:
+                    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_minor_locator(NullLocator())
+            else:
+                ax.set_yscale("linear")
+            ax.relim()
+            ax.autoscale_view(scalex=False)
+            ax.draw_artist(ax.yaxis)
+            ax.draw_artist(self.lines[stat])
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-_canvases: dict[tuple[tuple[str, ...], int], _ProfileCanvas] = {}
+_canvases: dict[tuple[tuple[str, ...], tuple[tuple[int, str], ...]], _ProfileCanvas] = {}
 
 
 def profile_image(profiles: Profile) -> Any:
     """The init profile as an RGB image (H, W, 3 uint8): a panel per statistic, the
-    layers (index and name) on the shared x-axis."""
+    layers (index and name) on the x-axis."""
     stats = tuple(profiles)
-    n_layers = len({i for pts in profiles.values() for i, _, _ in pts})
-    key = (stats, n_layers)
+    layers = tuple(sorted({(i, name) for pts in profiles.values() for i, name, _ in pts}))
+    key = (stats, layers)
     if key not in _canvases:
-        _canvases[key] = _ProfileCanvas(stats, n_layers)
+        _canvases[key] = _ProfileCanvas(stats, layers)
     return _canvases[key].draw(profiles)
 
 
