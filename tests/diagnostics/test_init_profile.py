@@ -40,3 +40,28 @@ def test_layout_follows_the_statistics_and_layers() -> None:
     assert three.shape == four.shape  # two rows either way; the fourth panel is left out
     assert not np.array_equal(three, four)
     assert deep.shape[1] > four.shape[1]  # room for 30 layer names
+
+
+def test_png_summary_holds_the_image(tmp_path) -> None:
+    """The profile image written with fast PNG compression reads back from the event
+    file pixel for pixel, as add_image's would."""
+    import io
+
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from initlab.diagnostics.init_profile import add_png
+
+    img = profile_image(init_profile(_records(2.0)))
+    writer = SummaryWriter(str(tmp_path))
+    add_png(writer, "init/profile", img, step=0)
+    writer.add_image("reference", img, 0, dataformats="HWC")
+    writer.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    acc.Reload()
+    (ours,), (ref,) = acc.Images("init/profile"), acc.Images("reference")
+    assert (ours.step, ours.width, ours.height) == (0, img.shape[1], img.shape[0])
+    decoded = [np.asarray(Image.open(io.BytesIO(e.encoded_image_string))) for e in (ours, ref)]
+    np.testing.assert_array_equal(decoded[0], img)
+    np.testing.assert_array_equal(decoded[1], img)

@@ -108,8 +108,29 @@ def log_init_profile(logger: Any, records: list[dict[str, Any]]) -> None:
         logger.log_metrics({f"init/{stat}/{i:02d}_{layer}": v for stat, points in
                             profiles.items() for i, layer, v in points}, step=0)
         return
-    experiment.add_image(PROFILE_TAG, profile_image(profiles), global_step=0,
-                         dataformats="HWC")
+    add_png(experiment, PROFILE_TAG, profile_image(profiles), step=0)
+
+
+def add_png(experiment: Any, tag: str, rgb: Any, step: int) -> None:
+    """An (H, W, 3) uint8 image as a TensorBoard image summary: PNG-encoded here with fast
+    compression and written through the writer's ``file_writer`` (``add_image`` resamples
+    the image and compresses harder: two thirds of the time of a small figure's summary);
+    ``add_image`` for a writer without one."""
+    writer = getattr(experiment, "file_writer", None)
+    if writer is None:
+        experiment.add_image(tag, rgb, global_step=step, dataformats="HWC")
+        return
+    import io
+
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    height, width, channels = rgb.shape
+    image = Summary.Image(height=height, width=width, colorspace=channels,
+                          encoded_image_string=buf.getvalue())
+    writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
 
 class _ProfileCanvas:
