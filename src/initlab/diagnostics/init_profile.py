@@ -164,6 +164,8 @@ class _ProfileCanvas:
             (self.lines[stat],) = ax.plot([], [], marker="o", markersize=3, animated=True)
             ax.yaxis.set_animated(True)  # drawn per run, with the line
             ax.set_ylabel(stat, fontsize=8)
+            # at a fixed distance: placing it measures every tick label of the column again
+            ax.yaxis.set_label_coords(-0.2, 0.5)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             ax.set_xlim(ticks[0] - 0.5, ticks[-1] + 0.5)
