@@ -71,26 +71,9 @@ class TrainingDiagnostics(DiagnosticsSettings, pl.Callback):
     Assumes one optimizer and (x, y) or tensor batches.
     """
 
-    def __init__(
-        self,
-        log_every_n_steps: int | None = None,
-        grad_norms: bool = True,
-        update_ratio: bool = True,
-        dead_frac: bool = True,
-        histograms: bool = False,
-        explode_bound: float | None = 1e3,
-        vanish_bound: float | None = 1e-7,
-        patience: int = 5,
-        fixed_batch_size: int = 256,
-        check_every_n_steps: int | None = None,
-        dense_start: bool = True,
-    ) -> None:
-        DiagnosticsSettings.__init__(
-            self, log_every_n_steps=log_every_n_steps, grad_norms=grad_norms,
-            update_ratio=update_ratio, dead_frac=dead_frac, histograms=histograms,
-            explode_bound=explode_bound, vanish_bound=vanish_bound, patience=patience,
-            fixed_batch_size=fixed_batch_size, check_every_n_steps=check_every_n_steps,
-            dense_start=dense_start)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """``DiagnosticsSettings``' arguments (the same names, defaults and order)."""
+        DiagnosticsSettings.__init__(self, *args, **kwargs)
         self._layers: list[tuple[str, nn.Module]] = []
         self._params: list[nn.Parameter] = []
         self._targets: list[tuple[str, nn.Module, bool]] = []
@@ -110,7 +93,7 @@ class TrainingDiagnostics(DiagnosticsSettings, pl.Callback):
         # explode/vanish checks: device-side flags since the last read, host-side runs
         # one [explode, vanish] per check: a bool device tensor, or a host list on log steps
         self._flags: list[torch.Tensor | list[bool]] = []
-        self._episodes = EpisodeCounter(patience)
+        self._episodes = EpisodeCounter(self.patience)
         self._last_total: torch.Tensor | float | None = None
         # scalars for the run's summary.json, set at the end of training
         self.summary: dict[str, float] = {}
