@@ -12,9 +12,10 @@ from initlab.vectorized.run import Member, check_members, train_members
 NO_LOG = ["logger=none", "diagnostics=off"]
 
 
-@pytest.mark.parametrize("model", ["resnet", "rnn", "lstm"])
+@pytest.mark.parametrize("model", ["transformer", "rnn", "lstm"])
 def test_unsupported_models_are_refused_by_name(compose_cfg, model: str) -> None:
-    with pytest.raises(VectorizeError, match=rf"model='{model}'.*model=mlp or model=cnn"):
+    with pytest.raises(VectorizeError,
+                       match=rf"model='{model}'.*model=mlp, model=cnn or model=resnet"):
         check_supported(compose_cfg(f"model={model}", tiny=False), model_choice=model)
 
 
@@ -80,7 +81,7 @@ def test_a_refused_job_records_every_member_as_failed(compose_cfg, tmp_path: Pat
     summaries = train_members(members)
     for s, m in zip(summaries, members, strict=True):
         assert s["status"] == "failed" and s["error_type"] == "VectorizeError"
-        assert "model=mlp or model=cnn" in s["error"]
+        assert "model=mlp, model=cnn or model=resnet" in s["error"]
         assert (m.output_dir / "summary.json").is_file()
 
 

@@ -81,7 +81,7 @@ def test_unsupported_model_is_refused_before_any_job(run_train, tmp_path: Path) 
                       f"paths.output_root={tmp_path}"])
     assert proc.returncode != 0
     assert "model='rnn' cannot be vectorized" in proc.stderr
-    assert "model=mlp or model=cnn" in proc.stderr
+    assert "model=mlp, model=cnn or model=resnet" in proc.stderr
     sweep = only_sweep(tmp_path)
     assert not any(p.is_dir() for p in sweep.iterdir())  # no job started
 

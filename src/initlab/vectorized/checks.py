@@ -17,6 +17,7 @@ SUPPORTED_MODELS = {
     "initlab.models.MLP",
     "initlab.models.cnn.CNN",
     "initlab.models.CNN",
+    "initlab.models.resnet.ResNet",
 }
 # Optimizers whose update of each tensor element depends only on that element's own
 # gradient history: one optimizer over the stacked (K, ...) tensors then equals K
@@ -53,7 +54,7 @@ def check_supported(cfg: DictConfig, model_choice: str | None = None) -> None:
     target = str(cfg.model.get("_target_", "?"))
     if target not in SUPPORTED_MODELS:
         name = model_choice or target.rsplit(".", 1)[-1].lower()
-        _fail("model", name, f"model=mlp or model=cnn (got {target})")
+        _fail("model", name, f"model=mlp, model=cnn or model=resnet (got {target})")
     trainer = cfg.get("trainer") or {}
     for key in trainer:
         if key not in TRAINER_KEYS:
