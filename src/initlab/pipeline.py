@@ -464,11 +464,28 @@ def hparams_of(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float
     return params, metrics
 
 
+def log_hyperparams(logger: Any, params: dict[str, Any],
+                    metrics: dict[str, float] | None = None) -> None:
+    """``logger.log_hyperparams(params, metrics=metrics)`` where the logger takes metrics
+    (TensorBoard's HParams tab), ``logger.log_hyperparams(params)`` where it does not
+    (Lightning's CSVLogger)."""
+    import inspect
+
+    if metrics is not None and "metrics" in inspect.signature(logger.log_hyperparams).parameters:
+        logger.log_hyperparams(params, metrics=metrics)
+    else:
+        logger.log_hyperparams(params)
+
+
 def _log_hparams(logger: Any, summary: dict[str, Any]) -> None:
-    """Fill TensorBoard's HParams tab with the run's axes and final metrics."""
+    """Fill TensorBoard's HParams tab with the run's axes and final metrics; finalize the
+    logger (a CSV logger writes its metrics.csv then)."""
     params, metrics = hparams_of(summary)
     try:
-        logger.log_hyperparams(params, metrics=metrics)
-        logger.finalize(summary["status"] if summary["status"] != "completed" else "success")
+        log_hyperparams(logger, params, metrics)
     except Exception as exc:  # noqa: BLE001 - logging must not change the run's outcome
         log.warning("could not write hparams to the logger: %s", exc)
+    try:
+        logger.finalize(summary["status"] if summary["status"] != "completed" else "success")
+    except Exception as exc:  # noqa: BLE001 - logging must not change the run's outcome
+        log.warning("could not finalize the logger: %s", exc)

@@ -361,3 +361,22 @@ def test_without_a_validation_split_no_val_metrics_and_dead_fractions_on_the_fix
     assert dead and any(v > 0 for t in dead for _, v in want[t])
     for tag in dead:  # counts of units off on the whole batch: discrete, compared exactly
         assert got[tag] == want[tag], tag
+
+
+def test_csv_logger_of_a_member_writes_the_ordinary_metrics_csv(compose_cfg, tmp_path) -> None:
+    """logger=many (TensorBoard + CSV): the member's CSV logger is finalized and writes
+    the metrics.csv its ordinary run writes (same columns and steps, values to float
+    tolerance)."""
+    cfg = compose_cfg("logger=many", "init=he", "seed=2", "trainer.max_epochs=2",
+                      "diagnostics=default")
+    (vec,) = train_members([Member(cfg, tmp_path / "v")])
+    ordinary = run(cfg, tmp_path / "o", progress_bar=False)
+    assert vec["status"] == ordinary["status"] == "completed"
+    frames = [pd.read_csv(tmp_path / d / "csv" / vec["run_name"] / "metrics.csv")
+              for d in ("o", "v")]
+    want, got = frames
+    assert set(got.columns) == set(want.columns) and "val/acc" in want.columns
+    for col in ("val/acc", "val/loss", "train/loss_epoch", "test/acc"):
+        w, g = want[["step", col]].dropna(), got[["step", col]].dropna()
+        assert list(g["step"]) == list(w["step"]) and len(w), col
+        np.testing.assert_allclose(g[col], w[col], rtol=RTOL, atol=1e-6, err_msg=col)

@@ -378,9 +378,11 @@ class LoggerGroup:
         for logger in self.loggers:
             logger.log_metrics(metrics, step=step)
 
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+    def log_hyperparams(self, params: Any, metrics: dict[str, float] | None = None) -> None:
+        from initlab.pipeline import log_hyperparams
+
         for logger in self.loggers:
-            logger.log_hyperparams(params, *args, **kwargs)
+            log_hyperparams(logger, params, metrics)
 
     def save(self) -> None:
         for logger in self.loggers:
