@@ -175,15 +175,10 @@ class AutoSweeper(CheckedSweeper):
                  params: dict[str, str] | None = None,
                  member_keys: Sequence[str] | None = None,
                  max_members: int | None = None, vectorize: bool | None = True) -> None:
-        from initlab.vectorized.grouping import DEFAULT_MEMBER_KEYS, is_member_key
+        from initlab.vectorized.grouping import checked_member_keys
 
         super().__init__(max_batch_size, params, vectorize)
-        self.member_keys = tuple(member_keys or DEFAULT_MEMBER_KEYS)
-        for key in self.member_keys:
-            if not is_member_key(str(key), DEFAULT_MEMBER_KEYS):
-                raise ValueError(
-                    f"hydra.sweeper.member_keys: {key!r} is not allowed; members of a "
-                    f"vectorized job can differ only in init, init.* and seed")
+        self.member_keys = checked_member_keys(member_keys)
         self.max_members = max_members
         self.refusal: str | None = None  # why this sweep is not vectorized
 

@@ -181,3 +181,13 @@ def test_handoff_gives_a_config_once_under_its_exact_key() -> None:
         assert handoff.take(key) is None  # given out once
     finally:
         handoff.clear()
+
+
+def test_member_keys_are_checked_by_name() -> None:
+    from initlab.vectorized.grouping import DEFAULT_MEMBER_KEYS, checked_member_keys
+
+    assert checked_member_keys(None) == DEFAULT_MEMBER_KEYS
+    assert checked_member_keys(["init", "seed"]) == ("init", "seed")
+    with pytest.raises(ValueError, match=r"member_keys: 'model.width' is not allowed.*"
+                                         r"init, init\.\*, seed and optimizer\.lr"):
+        checked_member_keys(["init", "model.width"])

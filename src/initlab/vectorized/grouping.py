@@ -36,6 +36,19 @@ def is_member_key(key: str, member_keys: Iterable[str] = DEFAULT_MEMBER_KEYS) ->
     return any(key == m or key.startswith((f"{m}.", f"{m}/")) for m in member_keys)
 
 
+def checked_member_keys(member_keys: Iterable[str] | None) -> tuple[str, ...]:
+    """``hydra.sweeper.member_keys`` (default ``DEFAULT_MEMBER_KEYS``), each one a key
+    stacked members may differ in (their initial weights, batch order and lr); raises
+    ValueError naming one that is not."""
+    keys = tuple(member_keys or DEFAULT_MEMBER_KEYS)
+    for key in keys:
+        if not is_member_key(str(key), DEFAULT_MEMBER_KEYS):
+            raise ValueError(
+                f"hydra.sweeper.member_keys: {key!r} is not allowed; members of a "
+                f"vectorized job can differ only in init, init.*, seed and optimizer.lr")
+    return keys
+
+
 @dataclass
 class VectorizedJob:
     """One launched job: the overrides all its members share and each member's own."""

@@ -28,12 +28,11 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from initlab.vectorized.grouping import (
-    DEFAULT_MEMBER_KEYS,
     VECTORIZE_KEY_OVERRIDE,
     VectorizedJob,
+    checked_member_keys,
     decode_members,
     group_jobs,
-    is_member_key,
     split_seed,
 )
 
@@ -136,13 +135,7 @@ class VectorizedSweeper(LaunchingSweeper):
     ) -> None:
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
-        self.member_keys = tuple(member_keys or DEFAULT_MEMBER_KEYS)
-        for key in self.member_keys:
-            # stacked members may differ only in their initial weights and batch order
-            if not is_member_key(str(key), DEFAULT_MEMBER_KEYS):
-                raise ValueError(
-                    f"hydra.sweeper.member_keys: {key!r} is not allowed; members of a "
-                    f"vectorized job can differ only in init, init.*, seed and optimizer.lr")
+        self.member_keys = checked_member_keys(member_keys)
         self.max_members = max_members
         self.jobs: list[VectorizedJob] = []
         self.hydra_context: HydraContext | None = None
