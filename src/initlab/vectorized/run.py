@@ -150,9 +150,9 @@ def _schedules(cfgs: Sequence[DictConfig], optimizer: Any, total_steps: int) -> 
 
 def _probe(model: Any, dm: Any, seed: int, diag: Any, activation: str | None, logger: Any
            ) -> Any:
-    """The ordinary pipeline's probe (``InitProbe``'s ``InitProfile``) on one member's
-    initialized model, on the
-    batch the data module of a run with ``seed`` draws."""
+    """The ordinary pipeline's probe (``InitProbe``'s core, ``InitProfile``) on one
+    member's initialized model, on the batch the data module of a run with ``seed``
+    draws."""
     from initlab.diagnostics.init_profile import InitProfile
 
     cb = InitProfile.from_config(diag, activation)
