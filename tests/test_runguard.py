@@ -144,3 +144,47 @@ def test_sigterm_stops_a_sweep_which_aggregates_and_resumes(run_train, tmp_path:
     assert len(results) == 2 and (results["status"] == "completed").all()
     summary = json.loads((job1 / "summary.json").read_text())
     assert summary["resumed_from"] and summary["epochs_run"] == target
+
+
+@pytest.mark.slow
+def test_sigterm_interrupts_a_vectorized_job_whose_folders_are_locked(run_train,
+                                                                      tmp_path: Path) -> None:
+    """The default sweeper trains init x seed as one vectorized job: SIGTERM while it
+    trains records every member as interrupted (resumable) and the sweep aggregates and
+    exits 143; while it trains, the same command leaves its members alone (locked
+    folders); a rerun trains them."""
+    sweep = tmp_path / "sweep"
+    common = ["-m", f"hydra.sweep.dir={sweep}", *FAST[:-1], "init=he,xavier", "seed=0",
+              "hydra.job.config.override_dirname.exclude_keys=[trainer.max_epochs]"]
+    out = tmp_path / "a.out"
+    proc = start_train([*common, "trainer.max_epochs=1000"], out)
+    try:
+        while "epoch 2/1000" not in out.read_text():  # the members are training
+            assert proc.poll() is None, out.read_text()[-3000:]
+            time.sleep(0.05)
+        twin = run_train([*common, "trainer.max_epochs=1000"])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.read_text()
+    assert proc.returncode == 143, text[-3000:]
+    assert text.count("interrupted (SIGTERM; a rerun of the command continues it)") == 2
+    assert "sweep interrupted by signal 15" in text
+    assert twin.returncode == 0, twin.stderr[-3000:]
+    assert twin.stdout.count(f"skipped: running elsewhere (pid {proc.pid} ") == 2
+
+    results = pd.read_csv(sweep / "results.csv")  # written by the interrupted sweep
+    assert list(results["status"]) == ["incomplete"] * 2
+    assert list(results["error_type"]) == ["Interrupted"] * 2
+    for run_dir in sorted(p for p in sweep.iterdir() if p.name[0].isdigit()):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and summary["vectorized_k"] == 2
+        assert summary["epochs_run"] >= 1  # the epochs that finished are in its history
+
+    again = run_train([*common, "trainer.max_epochs=2"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    results = pd.read_csv(sweep / "results.csv")
+    assert len(results) == 2 and (results["status"] == "completed").all()
+    assert (results["epochs_run"] == 2).all()

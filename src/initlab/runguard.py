@@ -33,13 +33,15 @@ LOCK_FILE = ".lock"
 class Interrupted(BaseException):
     """The process got SIGTERM. A ``BaseException``: nothing on the way (a job's
     ``except Exception``, Hydra's job runner and callbacks) may record it as a failure.
-    ``summary``: the interrupted run's summary, once it is written."""
+    ``summary``: the interrupted run's summary, once it is written; ``summaries``: those
+    of a vectorized job's members, in order, once written."""
 
     def __init__(self, signum: int = signal.SIGTERM, summary: dict[str, Any] | None = None
                  ) -> None:
         super().__init__(f"interrupted by signal {signum} ({signal.Signals(signum).name})")
         self.signum = signum
         self.summary = summary
+        self.summaries: list[dict[str, Any]] | None = None
 
 
 class _TermHandler:

@@ -199,6 +199,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         record_history,
         record_setup,
     )
+    from initlab.runguard import Interrupted, record_interruption
     from initlab.seeding import seed_all
     from initlab.vectorized.diagnostics import MemberDiagnostics
     from initlab.vectorized.engine import (
@@ -218,6 +219,7 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
         summaries.append(new_summary(m.cfg, m.choices, m.overrides, m.output_dir))
         _write_hydra_dir(m)
     trainer: VectorizedTrainer | None = None
+    interrupted: Interrupted | None = None
     live: list[int] = []  # indices of the members in the stacked model
     task = "classification"
     try:
@@ -333,6 +335,12 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
                         on_epoch=progress)
             if "test" in dm.splits:
                 trainer.test(*(t.to(device) for t in dm.splits["test"]), dm.eval_batch_size)
+    except Interrupted as exc:  # SIGTERM: each unfinished member is resumable
+        interrupted = exc
+        for s in summaries:
+            if s["status"] == "running":
+                record_interruption(s, exc)
+        log.warning("vectorized job interrupted: %s", exc)
     except Exception as exc:  # noqa: BLE001 - a failing job is recorded, never fatal
         for s in summaries:
             if s["status"] == "running":
@@ -363,6 +371,9 @@ def train_members(members: Sequence[Member], job: str | None = None) -> list[dic
     for logger, s in zip(loggers, summaries, strict=True):
         if logger is not None:
             _log_hparams(logger, s)
+    if interrupted is not None:
+        interrupted.summaries = summaries
+        raise interrupted  # the sweep stops launching and aggregates what finished
     return summaries
 
 
@@ -473,8 +484,12 @@ def _member_line(i: int, k: int, overrides: list[str], s: dict[str, Any]) -> str
     best = s.get("best_val_acc")
     best_s = f"{best:.4f}" if isinstance(best, float) else "-"
     status = s.get("status", "?")
-    if s.get("skipped"):
+    if s.get("skip_reason"):
+        status = f"skipped: {s['skip_reason']}"
+    elif s.get("skipped"):
         status = f"{status} (already finished, skipped)"
+    elif status == "interrupted":
+        status = "interrupted (SIGTERM; a rerun of the command continues it)"
     return f"[run {i}/{k}] {' '.join(overrides) or '(defaults)'}: {status}, best val acc {best_s}"
 
 
@@ -487,6 +502,7 @@ def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path |
     from hydra.core.hydra_config import HydraConfig
 
     from initlab.resume import finished_summary
+    from initlab.runguard import Interrupted, RunLock
 
     hc = HydraConfig.get()
     spec = decode_members(members if members is not None else cfg[VECTORIZE_KEY].members)
@@ -503,6 +519,7 @@ def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path |
     t0 = time.perf_counter()
     compose_member = MemberComposer(hc.job.config_name, hydra_ovs)
     todo: list[Member] = []
+    locks: list[RunLock] = []
     results: dict[int, dict[str, Any]] = {}
     labels: dict[int, list[str]] = {}
     order: list[int] = []
@@ -514,22 +531,41 @@ def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path |
             hnode.runtime.output_dir = str(run_dir.resolve())
         order.append(num)
         labels[num] = own
+        # one process per run folder, as for an ordinary job (runguard.RunLock)
+        lock = RunLock.acquire(run_dir)
+        if isinstance(lock, str):
+            results[num] = {"status": "skipped", "skip_reason": f"running elsewhere ({lock})"}
+            continue
         done = finished_summary(mcfg, run_dir)
         if done is not None:
+            lock.release()
             results[num] = {**done, "skipped": True}
             continue
+        locks.append(lock)
         todo.append(Member(mcfg, run_dir, choices=dict(hnode.runtime.choices),
                            overrides=overrides, hydra_cfg=hnode))
     print(f"[vectorized] job {out.name}: {len(spec)} runs"
-          + (f" ({len(spec) - len(todo)} already finished)" if len(todo) < len(spec) else "")
+          + (f" ({len(spec) - len(todo)} already finished or running elsewhere)"
+             if len(todo) < len(spec) else "")
           + f", {' '.join(shared) or 'defaults'}", flush=True)
     log.debug("%d of %d member configs composed by the sweeper", compose_member.handed_over,
               len(spec))
     nums = [n for n in order if n not in results]
-    for num, s in zip(nums, train_members(todo, job=f"{JOB_DIR}/{out.name}"), strict=True):
+    interrupted: Interrupted | None = None
+    try:
+        trained = train_members(todo, job=f"{JOB_DIR}/{out.name}")
+    except Interrupted as exc:  # the members' folders are written (status interrupted)
+        interrupted, trained = exc, exc.summaries or []
+    finally:
+        for lock in locks:
+            lock.release()
+    for num, s in zip(nums, trained, strict=False):
         results[num] = s
     for i, num in enumerate(order, 1):
-        print(_member_line(i, len(order), labels[num], results[num]), flush=True)
+        if num in results:
+            print(_member_line(i, len(order), labels[num], results[num]), flush=True)
+    if interrupted is not None:
+        raise interrupted
     counts: dict[str, int] = {}
     for num in order:
         status = str(results[num].get("status", "?"))
