@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +40,20 @@ def wait_for(proc: subprocess.Popen, pattern: str, base: Path) -> Path:
             return found[0]
         assert proc.poll() is None, "the command ended before the awaited file appeared"
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def terminated_after(proc: subprocess.Popen) -> Iterator[None]:
+    """Run the block while ``proc`` runs, then send it SIGTERM and wait for it to end
+    (killed instead if the block fails)."""
+    try:
+        yield
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def ckpt_epoch(path: Path) -> int:
@@ -73,17 +89,12 @@ def test_sigterm_interrupts_a_single_run_which_a_rerun_continues(run_train,
     run_dir = tmp_path / "run"
     args = [f"hydra.run.dir={run_dir}", *FAST, "trainer.max_epochs=400"]
     proc = start_train(args, tmp_path / "a.out")
-    try:
+    with terminated_after(proc):
         ckpt = wait_for(proc, "checkpoints/last.ckpt", run_dir)
         # the same command on the same folder while it trains: refused, nothing written
         twin = run_train(args)
         assert twin.returncode == 1
         assert f"run folder {run_dir} is in use by pid {proc.pid}" in twin.stderr
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     out = (tmp_path / "a.out").read_text()
     assert proc.returncode == EXIT_INTERRUPTED == 143, out[-3000:]
     assert "run interrupted (SIGTERM)" in out
@@ -111,15 +122,10 @@ def test_sigterm_stops_a_sweep_which_aggregates_and_resumes(run_train, tmp_path:
     common = ["-m", f"hydra.sweep.dir={sweep}", *FAST,
               "hydra.job.config.override_dirname.exclude_keys=[trainer.max_epochs]"]
     proc = start_train([*common, "trainer.max_epochs=2,400"], tmp_path / "a.out")
-    try:
+    with terminated_after(proc):
         ckpt = wait_for(proc, "1_*/checkpoints/last.ckpt", sweep)
         # the identical command while the first trains job 2: it trains neither job
         twin = run_train([*common, "trainer.max_epochs=2,400"])
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     out = (tmp_path / "a.out").read_text()
     assert proc.returncode == 143, out[-3000:]
     assert "trainer.max_epochs=400: interrupted (SIGTERM" in out
@@ -158,16 +164,11 @@ def test_sigterm_interrupts_a_vectorized_job_whose_folders_are_locked(run_train,
               "hydra.job.config.override_dirname.exclude_keys=[trainer.max_epochs]"]
     out = tmp_path / "a.out"
     proc = start_train([*common, "trainer.max_epochs=1000"], out)
-    try:
+    with terminated_after(proc):
         while "epoch 2/1000" not in out.read_text():  # the members are training
             assert proc.poll() is None, out.read_text()[-3000:]
             time.sleep(0.05)
         twin = run_train([*common, "trainer.max_epochs=1000"])
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     text = out.read_text()
     assert proc.returncode == 143, text[-3000:]
     assert text.count("interrupted (SIGTERM; a rerun of the command continues it)") == 2
