@@ -201,7 +201,6 @@ class AutoSweeper(CheckedSweeper):
             with setup_phase():  # imports torch and, with its optimizers, torch._dynamo
                 self.check_all(runs)  # also sets self.refusal (inspect_job)
             if self.refusal is not None:
-                handoff.clear()  # ordinary jobs compose their own
                 print(f"[auto] {len(runs)} runs, one job per run (not vectorized): "
                       f"{self.refusal}", flush=True)
                 return self.launch_all(runs)

@@ -40,6 +40,19 @@ def _one_line(kind: Any, message: str, limit: int = 300) -> str:
     return f"{kind}: {text}" if kind else text
 
 
+def run_status(summary: dict[str, Any]) -> str:
+    """A run's status as a sweep's line shows it: skipped (running elsewhere, or already
+    finished) and interrupted runs say what that means."""
+    status = str(summary.get("status", "?"))
+    if summary.get("skip_reason"):
+        return f"skipped: {summary['skip_reason']}"
+    if summary.get("skipped"):
+        return f"{status} (already finished, skipped)"
+    if status == "interrupted":
+        return "interrupted (SIGTERM; a rerun of the command continues it)"
+    return status
+
+
 def _fmt(label: str, value: Any) -> str:
     return f", {label} {value:.4f}" if isinstance(value, (int, float)) else ""
 
@@ -82,14 +95,8 @@ class AggregateSweep(Callback):
             return
         if isinstance(value, dict):
             s = value
-            status = s.get("status", "?")
-            if s.get("skip_reason"):
-                status = f"skipped: {s['skip_reason']}"
-            elif s.get("skipped"):
-                status = f"{status} (already finished, skipped)"
-            elif status == "interrupted":
-                status = "interrupted (SIGTERM; a rerun of the command continues it)"
-            elif status == "failed" and s.get("error"):
+            status = run_status(s)
+            if status == "failed" and s.get("error"):
                 status = f"{status}: {_one_line(s.get('error_type'), s['error'])}"
             self.refused += bool(s.get("refused"))
             if s.get("task") == "regression":

@@ -483,14 +483,10 @@ class MemberComposer:
 def _member_line(i: int, k: int, overrides: list[str], s: dict[str, Any]) -> str:
     best = s.get("best_val_acc")
     best_s = f"{best:.4f}" if isinstance(best, float) else "-"
-    status = s.get("status", "?")
-    if s.get("skip_reason"):
-        status = f"skipped: {s['skip_reason']}"
-    elif s.get("skipped"):
-        status = f"{status} (already finished, skipped)"
-    elif status == "interrupted":
-        status = "interrupted (SIGTERM; a rerun of the command continues it)"
-    return f"[run {i}/{k}] {' '.join(overrides) or '(defaults)'}: {status}, best val acc {best_s}"
+    from initlab.results.callback import run_status
+
+    return (f"[run {i}/{k}] {' '.join(overrides) or '(defaults)'}: {run_status(s)}, "
+            f"best val acc {best_s}")
 
 
 def run_vectorized(cfg: DictConfig, members: Any = None, sweep_dir: str | Path | None = None
